@@ -1,0 +1,282 @@
+"""pix2pixHD (Wang et al., "High-Resolution Image Synthesis and Semantic Manipulation with Conditional GANs",
+CVPR 2018) as a LightningModule.
+
+Input encoding (§3.3, §3.4): one-hot label map, instance boundary map, and optionally the instance-wise
+features of the encoder E concatenated to the generator's input. Objective (Eq. 4 + §3.2): LSGAN over the
+multi-scale discriminators, discriminator feature matching and VGG perceptual loss, each switchable (set the
+loss to null in the config) for the paper's ablations.
+
+Stages: ``global`` (G1 alone, half resolution), ``local`` (G2 with G1 loaded from the global checkpoint and
+frozen), ``joint`` (all fine-tuned). At inference each instance's feature comes from the encoder on a real
+image, or from the per-class K-means centres stored in this module's buffers (``task=cluster_features``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_modules.base import GANModule
+from lightning_modules.visualize import colorize_labels, to_unit_range
+from networks.label_encoding import instance_boundary_map, one_hot_labels
+
+FEATURE_MODES = ("encode", "random", "cluster", "zeros")
+
+
+class Pix2PixHDModule(GANModule):
+    model_name = "pix2pixhd"
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        adversarial_loss: nn.Module,
+        label_nc: int,
+        stage: Mapping[str, Any],
+        optim: Mapping[str, Any],
+        encoder: nn.Module | None = None,
+        feature_matching_loss: nn.Module | None = None,
+        perceptual_loss: nn.Module | None = None,
+        use_instance: bool = True,
+        use_features: bool = True,
+        feat_num: int = 3,
+        n_clusters: int = 10,
+        ema: Mapping[str, Any] | None = None,
+    ):
+        super().__init__(stage, optim, ema)
+        self.label_nc = int(label_nc)
+        self.use_instance = bool(use_instance)
+        self.use_features = bool(use_features)
+        self.feat_num = int(feat_num)
+        self.netG = generator
+        self.netD = discriminator
+        self.netE = encoder if self.use_features else None
+        if self.use_features and encoder is None:
+            raise ValueError("model.use_features=true needs model.networks.encoder (pix2pixHD §3.4)")
+        self.adversarial_loss = adversarial_loss
+        self.feature_matching_loss = feature_matching_loss
+        self.perceptual_loss = perceptual_loss
+        # Per-class K-means centres of instance features (filled by task=cluster_features). Classes with no
+        # centres have count 0 and get zero features: defined values, never uninitialised memory.
+        self.register_buffer("feature_centers", torch.zeros(self.label_nc, int(n_clusters), self.feat_num))
+        self.register_buffer("feature_center_counts", torch.zeros(self.label_nc, dtype=torch.long))
+        self.setup_stage(
+            expected_missing={"netG.local_": "the local enhancer G2 is new in this stage (pix2pixHD §3.2)"},
+            expected_unused={
+                "netG.head.": "G1's output layers are dropped when G1 feeds G2 (pix2pixHD §3.2)",
+                "generator_ema.": "the EMA copy is rebuilt from the loaded generator",
+            },
+        )
+
+    # --- parts ---------------------------------------------------------------------------------------
+    def parts(self) -> dict[str, list[nn.Module]]:
+        parts: dict[str, list[nn.Module]] = {"generator": [self.netG], "discriminator": [self.netD]}
+        if hasattr(self.netG, "global_body"):
+            parts["generator.global"] = [self.netG.global_body]
+            parts["generator.local"] = [self.netG.local_down, self.netG.local_up]
+        else:
+            parts["generator.global"] = [self.netG]
+        parts["encoder"] = [self.netE] if self.netE is not None else []
+        return parts
+
+    def generator_modules(self) -> list[nn.Module]:
+        return [self.netG] + ([self.netE] if self.netE is not None else [])
+
+    def discriminator_modules(self) -> list[nn.Module]:
+        return [self.netD]
+
+    def ema_source(self) -> nn.Module:
+        return self.netG
+
+    @property
+    def total_stride(self) -> int:
+        return int(getattr(self.netG, "total_stride", 1))
+
+    # --- input encoding ------------------------------------------------------------------------------
+    def encode_label(self, label: torch.Tensor, inst: torch.Tensor | None) -> torch.Tensor:
+        """One-hot label map (+ instance boundary map): the input of D, and of G before features."""
+        x = one_hot_labels(label, self.label_nc)
+        if self.use_instance:
+            if inst is None:
+                raise ValueError("model.use_instance=true but the batch has no 'inst' map")
+            x = torch.cat([x, instance_boundary_map(inst)], dim=1)
+        return x
+
+    def instance_features(
+        self,
+        label: torch.Tensor,
+        inst: torch.Tensor,
+        image: torch.Tensor | None = None,
+        mode: str = "encode",
+        cluster_index: Mapping[int, int] | int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Feature map for G's input (§3.4).
+
+        ``encode``: E on the given real image, averaged per instance. ``random``: every instance draws a centre
+        of its class (seeded by ``generator``). ``cluster``: centre index ``cluster_index`` (an int, or a dict
+        class -> index) for every instance of the class. ``zeros``: all-zero features.
+        """
+        if mode not in FEATURE_MODES:
+            raise ValueError(f"feature mode '{mode}' unknown; use one of {FEATURE_MODES}")
+        if mode == "encode":
+            if image is None:
+                raise ValueError("feature mode 'encode' needs a real image; use 'random' or 'cluster' without one")
+            return self.netE(image, inst)
+        b, _, h, w = label.shape
+        if mode == "zeros":
+            return label.new_zeros((b, self.feat_num, h, w), dtype=torch.float32)
+        inverse, cls = self._instance_groups(label, inst)
+        counts = self.feature_center_counts[cls]
+        if mode == "random":
+            u = torch.rand(cls.shape[0], generator=generator, device="cpu").to(cls.device)
+            idx = (u * counts.clamp(min=1)).long()
+        else:
+            idx = self._cluster_indices(cls, cluster_index)
+            too_big = (idx >= counts) & (counts > 0)
+            if bool(too_big.any()):
+                bad = int(cls[too_big][0])
+                raise ValueError(
+                    f"cluster index {int(idx[too_big][0])} for class {bad} is out of range: that class has "
+                    f"{int(self.feature_center_counts[bad])} centres"
+                )
+        feats = self.feature_centers[cls, idx.clamp(min=0, max=self.feature_centers.shape[1] - 1)]
+        feats = torch.where((counts > 0).unsqueeze(1), feats, torch.zeros_like(feats))
+        return self._paint_instances(feats, inverse, inst.shape)
+
+    def _cluster_indices(self, cls: torch.Tensor, cluster_index: Mapping[int, int] | int | None) -> torch.Tensor:
+        if cluster_index is None:
+            return torch.zeros_like(cls)
+        if isinstance(cluster_index, int):
+            return torch.full_like(cls, cluster_index)
+        table = torch.zeros(self.label_nc, dtype=torch.long, device=cls.device)
+        for c, i in dict(cluster_index).items():
+            table[int(c)] = int(i)
+        return table[cls]
+
+    @staticmethod
+    def _instance_groups(label: torch.Tensor, inst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Group pixels by (batch item, instance id): per-pixel group index and each group's class.
+
+        An instance lies inside one class, so the largest label over its pixels is its class (works for any
+        instance-id convention, Cityscapes' class*1000+k included).
+        """
+        b = inst.shape[0]
+        ids = inst.long()
+        keys = torch.arange(b, device=ids.device).view(b, 1, 1, 1) * (ids.max() - ids.min() + 1) + (ids - ids.min())
+        _, inverse = torch.unique(keys.flatten(), return_inverse=True)
+        n = int(inverse.max()) + 1
+        cls = torch.full((n,), -1, dtype=torch.long, device=ids.device)
+        cls = cls.scatter_reduce(0, inverse, label.long().flatten(), reduce="amax", include_self=True)
+        return inverse, cls
+
+    @staticmethod
+    def _paint_instances(values: torch.Tensor, inverse: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """Write row g of ``values`` [N, C] at every pixel of group g; returns [B, C, H, W]."""
+        b, _, h, w = shape
+        return values[inverse].view(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
+
+    def generator_input(self, label_map: torch.Tensor, feats: torch.Tensor | None) -> torch.Tensor:
+        return label_map if feats is None else torch.cat([label_map, feats], dim=1)
+
+    def check_size(self, x: torch.Tensor) -> None:
+        h, w = x.shape[-2:]
+        s = self.total_stride
+        if h % s or w % s:
+            raise ValueError(
+                f"input size {h}x{w} is not a multiple of the generator's total stride {s}; set "
+                f"dataset.size_multiple={s} (the datamodule then resizes) or pick an image_size divisible by {s}"
+            )
+
+    # --- training ------------------------------------------------------------------------------------
+    def prepare_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        label, inst, real = batch["label"], batch.get("inst"), batch["image"]
+        self.check_size(label)
+        label_map = self.encode_label(label, inst)
+        feats = self.netE(real, inst) if self.netE is not None else None
+        fake = self.netG(self.generator_input(label_map, feats))
+        return {"label_map": label_map, "real": real, "fake": fake}
+
+    def _discriminate(self, label_map: torch.Tensor, image: torch.Tensor) -> list:
+        return self.netD(torch.cat([label_map, image], dim=1))
+
+    def discriminator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
+        pred_fake = self._discriminate(step["label_map"], step["fake"].detach())
+        pred_real = self._discriminate(step["label_map"], step["real"])
+        step["pred_real"] = pred_real
+        return {
+            "D_fake": 0.5 * self.adversarial_loss(pred_fake, False, for_discriminator=True),
+            "D_real": 0.5 * self.adversarial_loss(pred_real, True, for_discriminator=True),
+        }
+
+    def generator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
+        pred_fake = self._discriminate(step["label_map"], step["fake"])
+        terms = {"G_GAN": self.adversarial_loss(pred_fake, True, for_discriminator=False)}
+        if self.feature_matching_loss is not None:
+            with torch.no_grad():
+                pred_real = self._discriminate(step["label_map"], step["real"])
+            terms["G_GAN_Feat"] = self.feature_matching_loss(pred_fake, pred_real)
+        if self.perceptual_loss is not None:
+            terms["G_VGG"] = self.perceptual_loss(step["fake"], step["real"])
+        return terms
+
+    # --- summary -------------------------------------------------------------------------------------
+    def summary_size(self, cfg: Any) -> tuple[int, int]:
+        """The training size of this stage: dataset.image_size x stage.resolution_scale, fitted to the stride."""
+        s = max(self.total_stride, int(cfg.dataset.get("size_multiple", 1)))
+        h, w = (max(s, round(int(v) * float(cfg.stage.resolution_scale) / s) * s) for v in cfg.dataset.image_size)
+        return h, w
+
+    def summary_networks(self, h: int, w: int) -> list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]]:
+        label_nc_in = self.label_nc + int(self.use_instance)
+        g_in = label_nc_in + (self.feat_num if self.use_features else 0)
+        nets: list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]] = [
+            ("netG", self.netG, (torch.zeros(1, g_in, h, w),)),
+            ("netD", self.netD, (torch.zeros(1, label_nc_in + 3, h, w),)),
+        ]
+        if self.netE is not None:
+            nets.append(("netE", self.netE, (torch.zeros(1, 3, h, w), torch.zeros(1, 1, h, w, dtype=torch.long))))
+        if self.perceptual_loss is not None and hasattr(self.perceptual_loss, "vgg"):
+            nets.append(("perceptual_loss.vgg", self.perceptual_loss.vgg, (torch.zeros(1, 3, h, w),)))
+        return nets
+
+    # --- inference -----------------------------------------------------------------------------------
+    def inference_generator(self) -> nn.Module:
+        return self.generator_ema.module if self.generator_ema is not None else self.netG
+
+    @torch.no_grad()
+    def generate(
+        self,
+        batch: Mapping[str, Any],
+        feature_mode: str = "encode",
+        cluster_index: Mapping[int, int] | int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        label, inst = batch["label"], batch.get("inst")
+        self.check_size(label)
+        label_map = self.encode_label(label, inst)
+        feats = None
+        if self.use_features:
+            mode = feature_mode if (feature_mode != "encode" or "image" in batch) else "random"
+            feats = self.instance_features(label, inst, batch.get("image"), mode, cluster_index, generator)
+        return self.inference_generator()(self.generator_input(label_map, feats))
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        fake = self.generate(batch, "encode")
+        real = batch["image"]
+        l1 = (fake - real).abs().mean()
+        mse = ((to_unit_range(fake) - to_unit_range(real)) ** 2).mean().clamp(min=1e-10)
+        psnr = -10 * torch.log10(mse)
+        n = real.shape[0]
+        self.log("val/l1", l1, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("val/psnr", psnr, batch_size=n, sync_dist=True)
+
+    def sample_images(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        fake = self.generate(batch, "encode")
+        rows = {"label": colorize_labels(batch["label"], self.label_nc), "generated": to_unit_range(fake)}
+        if "image" in batch:
+            rows["real"] = to_unit_range(batch["image"])
+        return rows

@@ -1,0 +1,52 @@
+"""task=train: fit the configured model/stage on the dataset, with checkpoints and sample grids."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from omegaconf import DictConfig
+
+from lightning_modules.tasks.common import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    build_trainer,
+    resolve_resume_path,
+)
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Returns the last ``val/l1`` (or None) so sweeps can compare runs."""
+    resume = resolve_resume_path(cfg)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    callbacks = build_callbacks(cfg)
+    loggers = build_loggers(cfg)
+    for lg in loggers:
+        if hasattr(lg, "log_hyperparams"):
+            from omegaconf import OmegaConf
+
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer = build_trainer(cfg, callbacks, loggers)
+    log.info("training model=%s stage=%s dataset=%s in %s", cfg.model.name, cfg.stage.name, cfg.dataset.name,
+             cfg.paths.run_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    if cfg.task.get("test_after_fit"):
+        trainer.test(module, datamodule=datamodule)
+    metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if trainer.is_global_zero:
+        ckpt_dir = cfg.paths.checkpoint_dir
+        samples = cfg.paths.sample_dir
+        n_samples = len(os.listdir(samples)) if os.path.isdir(samples) else 0
+        print(f"\ncondsynth: finished {cfg.model.name}/{cfg.stage.name} at step {trainer.global_step}")
+        print(f"  checkpoints: {ckpt_dir}  (last.ckpt starts the next stage or resumes)")
+        print(f"  samples:     {samples}  ({n_samples} PNG grids: label | generated | real)")
+        print(f"  logs:        {cfg.paths.run_dir}")
+        if metrics:
+            print("  metrics:     " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    return metrics.get("val/l1")

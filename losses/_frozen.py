@@ -1,0 +1,25 @@
+"""Helpers for fixed (non-trained) feature extractors used inside losses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from torch import Tensor, nn
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Set ``requires_grad=False`` on every parameter of ``module`` and put it in eval mode."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
+
+
+def check_layers(features: Mapping[str, Tensor], layers: Iterable[str], who: str) -> None:
+    """Raise ``KeyError`` naming the first of ``layers`` missing from the extractor output ``features``."""
+    if not isinstance(features, Mapping):
+        raise TypeError(f"{who}: the feature extractor must return a dict name->Tensor, got {type(features)}")
+    for name in layers:
+        if name not in features:
+            raise KeyError(
+                f"{who}: layer {name!r} not in the feature extractor output (available: {sorted(features)})"
+            )
