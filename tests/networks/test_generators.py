@@ -93,18 +93,17 @@ def test_local_enhancer_shape_and_param_count() -> None:
     out = local(torch.randn(2, 4, 32, 40))
     assert out.shape == (2, 3, 32, 40)
     assert out.abs().max() <= 1
-    enhancer = (
-        conv_params(7, 4, 4) + conv_params(3, 4, 8)  # down: c7s1-4, d8
-        + resblock_params(8) + conv_params(3, 8, 4)  # up: R8, u4
-        + conv_params(7, 4, 3)  # output conv
-    )
+    enhancer_down = conv_params(7, 4, 4) + conv_params(3, 4, 8)  # c7s1-4, d8
+    enhancer_up = resblock_params(8) + conv_params(3, 8, 4) + conv_params(7, 4, 3)  # R8, u4, c7s1-3
+    enhancer = enhancer_down + enhancer_up
     assert n_params(local) == global_body_params(4, 8, 2, 1) + enhancer
     assert n_params(local.global_body) == global_body_params(4, 8, 2, 1)
 
 
 def test_local_enhancer_two_enhancers_widths() -> None:
-    local = LocalEnhancer(input_nc=3, ngf=4, n_downsample_global=1, n_blocks_global=1, n_local_enhancers=2,
-                          n_blocks_local=1)
+    local = LocalEnhancer(
+        input_nc=3, ngf=4, n_downsample_global=1, n_blocks_global=1, n_local_enhancers=2, n_blocks_local=1
+    )
     assert local.total_stride == 8
     widths = [[m.out_channels for m in d if isinstance(m, nn.Conv2d)] for d in local.local_down]
     assert widths == [[8, 16], [4, 8]]  # coarse enhancer first

@@ -72,4 +72,6 @@ def test_one_hot_labels_rejects_bad_input() -> None:
     with pytest.raises(ValueError):
         one_hot_labels(torch.zeros(1, 2, 4, 4, dtype=torch.long), 3)
     # whole-number floats are accepted
-    torch.testing.assert_close(one_hot_labels(torch.tensor([[[[1.0]]]]), 2), torch.tensor([[[[0.0]], [[1.0]]]]))
+    torch.testing.assert_close(
+        one_hot_labels(torch.tensor([[[[1.0]]]]), 2), torch.tensor([[[[0.0]], [[1.0]]]])
+    )
