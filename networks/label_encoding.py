@@ -52,7 +52,7 @@ def instance_boundary_map(inst: torch.Tensor) -> torch.Tensor:
     horizontal = ids[..., :, 1:] != ids[..., :, :-1]
     vertical = ids[..., 1:, :] != ids[..., :-1, :]
     edge[..., :, 1:] |= horizontal
-    pass
+    edge[..., :, :-1] |= horizontal
     edge[..., 1:, :] |= vertical
     edge[..., :-1, :] |= vertical
     return edge.float()
