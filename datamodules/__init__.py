@@ -18,6 +18,7 @@ from .transforms import (
     fit_to_stride,
     read_image,
     read_label_map,
+    training_size,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "make_instance_id",
     "read_image",
     "read_label_map",
+    "training_size",
 ]

@@ -13,7 +13,7 @@ from .cityscapes import CityscapesDataset, has_split
 from .label_folder import LabelFolderDataset
 from .pix2pixhd_folders import Pix2PixHDFolderDataset, has_phase
 from .synthetic_scenes import MIN_LABEL_NC, SyntheticScenesDataset
-from .transforms import RESIZE_MODES, PairedTransform, as_hw, check_dontcare, fit_to_stride, stride_warning
+from .transforms import RESIZE_MODES, PairedTransform, as_hw, check_dontcare, stride_warning, training_size
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,8 @@ class Pix2PixHDDataModule(pl.LightningDataModule):
         self.noise_std = noise_std
         self.check_files = bool(check_files)
 
-        scaled = (max(1, round(self.image_size[0] * scale)), max(1, round(self.image_size[1] * scale)))
-        self._train_size = fit_to_stride(scaled, self.size_multiple)
+        scaled = training_size(self.image_size, self.scale, 1)
+        self._train_size = training_size(self.image_size, self.scale, self.size_multiple)
         if self._train_size != scaled:
             log.warning(stride_warning(scaled, self.size_multiple, self._train_size))
         self.train_transform = self._make_transform(load_size, train=True)
@@ -132,6 +132,15 @@ class Pix2PixHDDataModule(pl.LightningDataModule):
         """Effective (H, W) of training samples (for ``scale_width``/``none``: the nominal size)."""
         return self._train_size
 
+    @staticmethod
+    def _scaled_width(load_size: Any, scale: float) -> int:
+        if isinstance(load_size, bool) or not isinstance(load_size, int) or load_size < 1:
+            raise ValueError(
+                f"dataset.load_size={load_size!r} must be one positive int (the full-resolution width) for the "
+                "scale_width resize modes"
+            )
+        return training_size((load_size, load_size), scale, 1)[1]
+
     def _make_transform(self, load_size: Any, train: bool) -> PairedTransform:
         mode, s = self.resize_mode, self.scale
         crop = None
@@ -147,13 +156,12 @@ class Pix2PixHDDataModule(pl.LightningDataModule):
             if load_size is None:
                 raise ValueError(f"resize_mode={mode!r} needs dataset.load_size (full-resolution, before scale)")
             if mode == "resize_and_crop":
-                lh, lw = as_hw(load_size, "dataset.load_size")
-                load = (max(1, round(lh * s)), max(1, round(lw * s)))
+                load = training_size(as_hw(load_size, "dataset.load_size"), s, 1)
             else:
-                load = max(1, round(int(load_size) * s))
+                load = self._scaled_width(load_size, s)
             crop = self._train_size
         elif mode == "scale_width":
-            load = max(1, round(int(load_size) * s)) if load_size is not None else self._train_size[1]
+            load = self._scaled_width(load_size, s) if load_size is not None else self._train_size[1]
         elif mode == "crop":
             crop = self._train_size
         if mode in ("crop", "none") and load_size is not None:

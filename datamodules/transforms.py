@@ -91,6 +91,13 @@ def fit_to_stride(size: tuple[int, int], multiple: int, mode: str = "resize") ->
     return out[0], out[1]
 
 
+def training_size(image_size: tuple[int, int], scale: float, multiple: int) -> tuple[int, int]:
+    """``image_size * scale`` (each side rounded half up, at least 1), fitted to ``multiple`` like
+    :func:`fit_to_stride`. This is the datamodule's ``train_size``; use it wherever that size is predicted."""
+    scaled = (max(1, math.floor(image_size[0] * scale + 0.5)), max(1, math.floor(image_size[1] * scale + 0.5)))
+    return fit_to_stride(scaled, multiple)
+
+
 def stride_warning(size: tuple[int, int], multiple: int, fitted: tuple[int, int]) -> str:
     """The standard message for a size that had to be changed by :func:`fit_to_stride`."""
     return (

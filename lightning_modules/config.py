@@ -65,6 +65,10 @@ def validate_config(cfg: DictConfig) -> None:
             f"stage '{stage}' does not belong to model '{model}' (it is a '{cfg.stage.model}' stage). "
             f"Valid stages for model={model}: {valid}; e.g. python run.py model={model} stage={valid[0]}"
         )
+    if cfg.task.name == "train":
+        from lightning_modules.stages import StageSpec, check_stage_start
+
+        check_stage_start(StageSpec.from_config(OmegaConf.to_container(cfg.stage, resolve=True)))
     for key in ("ckpt_path",):
         if key in cfg.task and OmegaConf.is_missing(cfg.task, key):
             raise ConfigError(

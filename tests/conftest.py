@@ -56,7 +56,10 @@ def compose_config(overrides: Sequence[str] = (), run_dir: str | os.PathLike | N
                    tiny: bool = True) -> DictConfig:
     """The real config, composed as run.py would, with ``paths.run_dir`` pointing at ``run_dir``."""
     register_resolvers()
-    all_overrides = (list(TINY_PIX2PIXHD) if tiny else []) + list(overrides)
+    # A group chosen in ``overrides`` (e.g. callbacks=none, trainer=gpu) replaces the tiny settings of that group.
+    chosen = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "." not in o.split("=", 1)[0]}
+    base = [o for o in (TINY_PIX2PIXHD if tiny else []) if o.split("=", 1)[0].split(".")[0].lstrip("+~") not in chosen]
+    all_overrides = base + list(overrides)
     if run_dir is not None:
         all_overrides.append(f"paths.run_dir={run_dir}")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

@@ -8,12 +8,13 @@ import os
 from typing import Any
 
 import hydra
+from hydra.errors import InstantiationException
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning_modules.base import SynthesisModule
 from lightning_modules.callbacks import AtomicCheckpointIO
-from lightning_modules.stages import StageError, read_checkpoint
+from lightning_modules.stages import StageError, StageSpec, check_stage_start, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,15 @@ def build_module(cfg: DictConfig, for_inference: bool = False) -> SynthesisModul
         with open_dict(module_cfg):
             module_cfg.stage.init_from = None
             module_cfg.stage.requires_init = False
-    module = hydra.utils.instantiate(module_cfg, _convert_="partial")
+    else:
+        check_stage_start(StageSpec.from_config(OmegaConf.to_container(cfg.stage, resolve=True)))
+    try:
+        module = hydra.utils.instantiate(module_cfg, _convert_="partial")
+    except InstantiationException as err:
+        # surface our own clear errors (bad stage checkpoint, bad sizes) instead of Hydra's wrapper
+        if isinstance(err.__cause__, (ValueError, FileNotFoundError)):
+            raise err.__cause__ from None
+        raise
     module.run_config = OmegaConf.to_container(cfg, resolve=False)
     return module
 

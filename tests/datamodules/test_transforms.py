@@ -172,6 +172,14 @@ def test_read_image_corrupt_file(tmp_path):
         read_label_map(str(path))
 
 
+def test_truncated_png_is_reported(tmp_path):
+    path = write_png(tmp_path / "cut.png", np.random.default_rng(0).integers(0, 255, (32, 32, 3)).astype(np.uint8))
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"could not read image .*cut.png"):
+        read_image(path)
+
+
 def test_image_to_tensor_range(tmp_path):
     arr = np.zeros((2, 3, 3), np.uint8)
     arr[0, 0] = 255

@@ -125,6 +125,18 @@ def test_local_enhancer_loads_global_generator_body() -> None:
     torch.testing.assert_close(local.global_body(x), g1.features(x))
 
 
+def test_local_enhancer_load_global_generator() -> None:
+    local = small_local()
+    g1 = GlobalGenerator(input_nc=4, output_nc=3, ngf=8, n_downsampling=2, n_blocks=1)
+    local.load_global_generator(g1.state_dict())  # head.* is dropped
+    x = torch.randn(1, 4, 16, 16)
+    torch.testing.assert_close(local.global_body(x), g1.features(x))
+    with pytest.raises(RuntimeError):  # wrong G1 width
+        local.load_global_generator(GlobalGenerator(4, 3, ngf=4, n_downsampling=2, n_blocks=1).state_dict())
+    with pytest.raises(ValueError, match="body"):
+        local.load_global_generator({"head.1.weight": torch.zeros(1)})
+
+
 def test_local_enhancer_global_features_reach_output() -> None:
     torch.manual_seed(0)
     local = small_local()

@@ -1,0 +1,291 @@
+"""task=test: metrics of a checkpoint on the dataset's test split.
+
+PSNR and SSIM always (torchmetrics, on [0, 1] images, data_range 1). LPIPS and FID need pretrained networks
+that this code never downloads: LPIPS needs torchvision's ImageNet backbone weights in
+``torch.hub.get_dir()/checkpoints`` and FID needs the ``torch-fidelity`` package and its Inception weights
+(same folder, or ``task.fid_weights``). Their presence is checked *before* a metric is built; when missing the
+metric is reported as ``skipped: <reason>`` in the table, in ``metrics.json`` and as a log warning.
+
+Writes ``<run dir>/metrics.md`` (markdown table), ``<run dir>/metrics.json``, sample grids
+(label | generated | real) under ``<run dir>/test_samples/``, logs ``test/<metric>`` to the configured loggers
+and returns ``{metric: value}`` for the metrics that were computed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from omegaconf import DictConfig
+
+from lightning_modules.tasks.common import build_datamodule, build_loggers, load_for_inference
+from lightning_modules.visualize import colorize_labels, image_grid, save_grid, to_unit_range
+
+log = logging.getLogger(__name__)
+
+KNOWN_METRICS = ("psnr", "ssim", "lpips", "fid")
+# torchmetrics' LPIPS backbones -> the torchvision weights enum it loads (weights=<enum>.DEFAULT)
+LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "squeeze": "SqueezeNet1_1_Weights"}
+# torch-fidelity's Inception weights (torch_fidelity.feature_extractor_inceptionv3.URL_INCEPTION_V3)
+FID_INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+
+
+# ------------------------------------------------------------------------------------------- shared helpers
+def require_checkpoint(cfg: DictConfig) -> str:
+    """``cfg.task.ckpt_path`` as a string, or a clear error naming the path when it is not a file."""
+    path = cfg.task.get("ckpt_path")
+    if path is None or not os.path.isfile(str(path)):
+        raise FileNotFoundError(
+            f"task.ckpt_path={path} does not exist; pass the path of a trained checkpoint "
+            f"(e.g. outputs/runs/<run>/checkpoints/last.ckpt)"
+        )
+    return str(path)
+
+
+def inference_device(cfg: DictConfig) -> torch.device:
+    """CUDA when available and the trainer config does not ask for the CPU."""
+    accelerator = str(cfg.get("trainer", {}).get("accelerator", "auto"))
+    if accelerator != "cpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def warn_if_no_centres(module: Any, feature_mode: str) -> None:
+    """random/cluster features come from the K-means centres; an unclustered checkpoint gives zero features."""
+    counts = getattr(module, "feature_center_counts", None)
+    if (
+        getattr(module, "use_features", False)
+        and feature_mode in ("random", "cluster")
+        and counts is not None
+        and int(counts.sum()) == 0
+    ):
+        log.warning(
+            "feature_mode=%s but the checkpoint has no feature centres (every class gets zero features); "
+            "run task=cluster_features on it first (pix2pixHD §3.4)", feature_mode
+        )
+
+
+# ------------------------------------------------------------------------------------------ availability
+def _hub_checkpoint(url: str) -> str:
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
+
+
+def lpips_unavailable(net_type: str = "alex") -> str | None:
+    """Why torchmetrics' LPIPS cannot be built offline, or None when everything it loads is on disk."""
+    if net_type not in LPIPS_BACKBONES:
+        return f"unknown LPIPS backbone {net_type!r} (use one of {sorted(LPIPS_BACKBONES)})"
+    import torchvision
+
+    url = getattr(torchvision.models, LPIPS_BACKBONES[net_type]).DEFAULT.url
+    weights = _hub_checkpoint(url)
+    if not os.path.isfile(weights):
+        return f"no {net_type} backbone weights at {weights} (offline; copy {os.path.basename(weights)} there)"
+    spec = importlib.util.find_spec("torchmetrics.functional.image.lpips")
+    if spec is None or spec.origin is None:
+        return "torchmetrics has no LPIPS implementation"
+    linear = os.path.join(os.path.dirname(spec.origin), "lpips_models", f"{net_type}.pth")
+    if not os.path.isfile(linear):
+        return f"torchmetrics' LPIPS linear layers {linear} are missing"
+    return None
+
+
+def fid_unavailable(weights_path: str | None = None) -> str | None:
+    """Why FID cannot be built offline, or None when torch-fidelity and its Inception weights are present."""
+    if importlib.util.find_spec("torch_fidelity") is None:
+        return "torch-fidelity is not installed (pip install torch-fidelity)"
+    if weights_path:
+        return None if os.path.isfile(weights_path) else f"task.fid_weights={weights_path} does not exist"
+    weights = _hub_checkpoint(FID_INCEPTION_URL)
+    if not os.path.isfile(weights):
+        return f"no Inception weights at {weights} (offline; copy {os.path.basename(weights)} there)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def build_metrics(cfg: DictConfig, device: torch.device) -> tuple[dict[str, Any], dict[str, str]]:
+    """Construct the requested metrics that can run offline; returns (metrics, {skipped name: reason})."""
+    requested = [str(m).lower() for m in (cfg.task.get("metrics") or [])]
+    unknown = [m for m in requested if m not in KNOWN_METRICS]
+    if unknown:
+        raise ValueError(f"task.metrics has unknown metrics {unknown}; use some of {list(KNOWN_METRICS)}")
+    metrics: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    net_type = str(cfg.task.get("lpips_net", "alex"))
+    fid_weights = cfg.task.get("fid_weights")
+    checks: dict[str, Callable[[], str | None]] = {
+        "psnr": lambda: None,
+        "ssim": lambda: None,
+        "lpips": lambda: lpips_unavailable(net_type),
+        "fid": lambda: fid_unavailable(fid_weights),
+    }
+    for name in dict.fromkeys(requested):
+        reason = checks[name]()
+        if reason is None:
+            try:
+                metrics[name] = _make_metric(name, net_type, fid_weights).to(device)
+            except Exception as err:  # noqa: BLE001 - a metric that cannot be built is reported, not fatal
+                reason = f"could not be built: {type(err).__name__}: {err}"
+        if reason is not None:
+            skipped[name] = reason
+            log.warning("metric %s skipped: %s", name, reason)
+    return metrics, skipped
+
+
+def _make_metric(name: str, net_type: str, fid_weights: str | None) -> Any:
+    if name == "psnr":
+        from torchmetrics.image import PeakSignalNoiseRatio
+
+        return PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))  # mean of per-image PSNR
+    if name == "ssim":
+        from torchmetrics.image import StructuralSimilarityIndexMeasure
+
+        return StructuralSimilarityIndexMeasure(data_range=1.0)
+    if name == "lpips":
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+        return LearnedPerceptualImagePatchSimilarity(net_type=net_type, normalize=True)  # inputs in [0, 1]
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    kwargs = {"feature_extractor_weights_path": fid_weights} if fid_weights else {}
+    return FrechetInceptionDistance(feature=2048, normalize=True, **kwargs)
+
+
+def _update(name: str, metric: Any, fake: torch.Tensor, real: torch.Tensor) -> None:
+    if name == "fid":
+        metric.update(real, real=True)
+        metric.update(fake, real=False)
+    else:
+        metric.update(fake, real)
+
+
+# ------------------------------------------------------------------------------------------------ output
+def metrics_table(values: Mapping[str, float], skipped: Mapping[str, str], order: list[str]) -> str:
+    lines = ["| metric | value |", "| --- | --- |"]
+    for name in order:
+        if name in values:
+            lines.append(f"| {name} | {values[name]:.4f} |")
+        elif name in skipped:
+            lines.append(f"| {name} | skipped: {skipped[name].replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _log_to_loggers(cfg: DictConfig, values: Mapping[str, float]) -> None:
+    loggers = build_loggers(cfg)
+    for lg in loggers:
+        if values:
+            lg.log_metrics({f"test/{k}": v for k, v in values.items()}, step=0)
+        if hasattr(lg, "finalize"):
+            lg.finalize("success")
+
+
+class _GridWriter:
+    """Collect label | generated | real rows over batches; write grids of ``per_grid`` samples."""
+
+    def __init__(self, folder: str, label_nc: int, per_grid: int = 4, max_grids: int = 2):
+        self.folder, self.label_nc = folder, label_nc
+        self.per_grid, self.max_grids = per_grid, max_grids
+        self.rows: dict[str, list[torch.Tensor]] = {"label": [], "generated": [], "real": []}
+        self.written: list[str] = []
+
+    def add(self, label: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> None:
+        if len(self.written) >= self.max_grids:
+            return
+        have = sum(t.shape[0] for t in self.rows["label"])
+        take = self.per_grid - have
+        self.rows["label"].append(colorize_labels(label[:take].cpu(), self.label_nc))
+        self.rows["generated"].append(fake[:take].cpu())
+        self.rows["real"].append(real[:take].cpu())
+        if have + min(take, label.shape[0]) >= self.per_grid:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows["label"] or len(self.written) >= self.max_grids:
+            return
+        grid = image_grid({k: torch.cat(v) for k, v in self.rows.items()}, self.per_grid)
+        self.written.append(save_grid(grid, os.path.join(self.folder, f"grid_{len(self.written):03d}.png")))
+        self.rows = {k: [] for k in self.rows}
+
+
+# -------------------------------------------------------------------------------------------------- task
+def test(cfg: DictConfig) -> dict[str, float]:
+    """Evaluate ``task.ckpt_path`` on the test split; returns the computed metrics (skipped ones are absent)."""
+    ckpt_path = require_checkpoint(cfg)
+    device = inference_device(cfg)
+    feature_mode = str(cfg.task.get("feature_mode", "encode"))
+    datamodule = build_datamodule(cfg)
+    metrics, skipped = build_metrics(cfg, device)
+    module = load_for_inference(cfg, ckpt_path).to(device)
+    warn_if_no_centres(module, feature_mode)
+    datamodule.setup("test")
+    loader = datamodule.test_dataloader()
+    grids = _GridWriter(os.path.join(cfg.paths.run_dir, "test_samples"), int(cfg.model.label_nc),
+                        max_grids=int(cfg.task.get("num_sample_grids", 2)))
+    generator = torch.Generator().manual_seed(int(cfg.task.get("feature_seed", 0)))
+    n_images = 0
+    with torch.no_grad():
+        for batch in loader:
+            batch = to_device(batch, device)
+            if "image" not in batch:
+                raise ValueError("the test split has no photos to compare with; task=test needs paired data")
+            fake = to_unit_range(module.generate(batch, feature_mode, generator=generator))
+            real = to_unit_range(batch["image"])
+            for name, metric in metrics.items():
+                _update(name, metric, fake, real)
+            grids.add(batch["label"], fake, real)
+            n_images += real.shape[0]
+    grids.flush()
+    if n_images == 0:
+        raise ValueError("the test split is empty; check dataset.num_test / the dataset's test folders")
+    if "fid" in metrics and n_images < 2:
+        skipped["fid"] = f"needs at least 2 test images, got {n_images}"
+        log.warning("metric fid skipped: %s", skipped["fid"])
+        del metrics["fid"]
+
+    values = {name: float(metric.compute()) for name, metric in metrics.items()}
+    for name, v in values.items():
+        if not math.isfinite(v):
+            log.warning("metric %s is not finite (%s)", name, v)
+    order = [str(m).lower() for m in dict.fromkeys(cfg.task.get("metrics") or [])]
+    table = metrics_table(values, skipped, order)
+    run_dir = str(cfg.paths.run_dir)
+    md = (f"# Test metrics\n\ncheckpoint: `{ckpt_path}`  \nmodel: {cfg.model.name} / stage {cfg.stage.name}, "
+          f"dataset: {cfg.dataset.name}, {n_images} test images, feature_mode: {feature_mode}\n\n{table}")
+    _write_atomic(os.path.join(run_dir, "metrics.md"), md)
+    report = {
+        "metrics": values,
+        "skipped": skipped,
+        "num_images": n_images,
+        "checkpoint": ckpt_path,
+        "feature_mode": feature_mode,
+        "model": cfg.model.name,
+        "stage": cfg.stage.name,
+        "dataset": cfg.dataset.name,
+    }
+    _write_atomic(os.path.join(run_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
+    _log_to_loggers(cfg, values)
+    print(f"\ncondsynth: test metrics of {ckpt_path} ({n_images} images, feature_mode={feature_mode})")
+    print(table)
+    print(f"  written: {os.path.join(run_dir, 'metrics.md')}, metrics.json, {len(grids.written)} grids in "
+          f"{os.path.join(run_dir, 'test_samples')}")
+    return values

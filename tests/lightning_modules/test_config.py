@@ -1,0 +1,106 @@
+"""Every config group option composes, resolves and (for models) instantiates; mismatches fail at the door."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from lightning_modules.config import ConfigError, validate_config
+from lightning_modules.tasks.common import build_datamodule, build_module, build_strategy
+from tests.conftest import CONF_DIR, compose_config
+
+
+def _options(group: str) -> list[str]:
+    folder = os.path.join(CONF_DIR, group)
+    return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
+
+
+@pytest.mark.parametrize(
+    "group",
+    ["task", "model", "stage", "dataset", "trainer", "strategy", "logger", "callbacks", "paths", "size", "experiment"],
+)
+def test_every_option_composes_and_resolves(group: str, tmp_path) -> None:
+    options = _options(group)
+    assert options, f"conf/{group} is empty"
+    for option in options:
+        overrides = [f"{group}={option}"]
+        if group == "task" and option not in ("train", "summary"):
+            overrides.append("task.ckpt_path=/nonexistent.ckpt")
+        cfg = compose_config(overrides, tmp_path / option, tiny=group not in ("size", "experiment"))
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        assert resolved["model"]["name"] == "pix2pixhd"
+        if group == "stage":
+            assert resolved["stage"]["name"] == option
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "local"])
+def test_launcher_configs_compose(launcher: str, tmp_path) -> None:
+    from lightning_modules.config import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=[f"hydra/launcher={launcher}", "trainer.devices=2", f"paths.run_dir={tmp_path}"],
+            return_hydra_config=True,
+        )
+    launcher_cfg = cfg.hydra.launcher
+    assert "submitit" in launcher_cfg._target_.lower()
+    if launcher == "slurm":
+        assert launcher_cfg.tasks_per_node == 2  # one task per device for Lightning's DDP
+        assert launcher_cfg.nodes == 1
+        assert launcher_cfg.signal_delay_s > 0 and launcher_cfg.max_num_timeout > 0
+
+
+@pytest.mark.parametrize("stage", ["global", "local", "joint"])
+def test_every_stage_instantiates(stage: str, make_config) -> None:
+    cfg = make_config(f"stage={stage}")
+    module = build_module(cfg, for_inference=True)
+    expected = "GlobalGenerator" if stage == "global" else "LocalEnhancer"
+    assert type(module.netG).__name__ == expected
+    dm = build_datamodule(cfg)
+    scale = 0.5 if stage == "global" else 1.0
+    assert tuple(dm.train_size) == (int(32 * scale), int(32 * scale))
+
+
+@pytest.mark.parametrize("strategy", ["auto", "ddp", "ddp_spawn"])
+def test_strategies_build(strategy: str, make_config) -> None:
+    built = build_strategy(make_config(f"strategy={strategy}"))
+    if strategy == "auto":
+        assert built == "auto"
+    else:
+        assert type(built).__name__ == "DDPStrategy"
+
+
+def test_model_stage_mismatch_names_valid_stages(make_config) -> None:
+    cfg = make_config()
+    cfg.stage.model = "lst"
+    cfg.stage.name = "transform"
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "transform" in msg and "pix2pixhd" in msg
+    for valid in ("global", "local", "joint"):
+        assert valid in msg
+
+
+def test_missing_checkpoint_for_test_task_is_clear(make_config) -> None:
+    cfg = make_config("task=test", "task.ckpt_path=/no/such/file.ckpt")
+    with pytest.raises(ConfigError, match="/no/such/file.ckpt"):
+        validate_config(cfg)
+
+
+def test_paper_defaults_in_model_config(tmp_path) -> None:
+    cfg = compose_config(["size=paper"], tmp_path, tiny=False)
+    net = cfg.model.networks
+    assert (net["global"].ngf, net["global"].n_downsampling, net["global"].n_blocks) == (64, 4, 9)
+    assert (net.local.ngf, net.local.n_blocks_local) == (32, 3)
+    assert (net.discriminator.ndf, net.discriminator.n_layers, net.discriminator.num_D) == (64, 3, 3)
+    assert (net.encoder.nef, net.encoder.n_downsampling, cfg.model.feat_num) == (16, 4, 3)
+    assert cfg.model.losses.feature_matching.lambda_feat == 10.0
+    assert cfg.model.losses.adversarial.mode == "lsgan"
+    assert (cfg.model.optim.lr, cfg.model.optim.beta1) == (2e-4, 0.5)
+    assert cfg.stage.resolution_scale == 0.5
