@@ -25,7 +25,7 @@ def _check_count(name: str, value: int | None, allow_none: bool) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         extra = " or null (= all files)" if allow_none else ""
-        raise ValueError(f"datamodule.{name}={value!r} must be an int >= 1{extra}")
+        raise ValueError(f"dataset.{name}={value!r} must be an int >= 1{extra}")
 
 
 class Pix2PixHDDataModule(pl.LightningDataModule):
@@ -83,10 +83,10 @@ class Pix2PixHDDataModule(pl.LightningDataModule):
             raise ValueError(f"dataset.scale={scale!r} must be in (0, 1] (0.5 = pix2pixHD global stage)")
         if resize_mode == "none" and scale != 1:
             raise ValueError(f"resize_mode='none' cannot apply dataset.scale={scale}; use resize_mode='resize'")
-        for name, value in (("batch_size", batch_size), ("num_styles", num_styles)):
+        for name, value in (("batch_size", batch_size), ("num_styles", num_styles), ("size_multiple", size_multiple)):
             _check_count(name, value, allow_none=False)
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"datamodule.num_workers={num_workers!r} must be an int >= 0")
+            raise ValueError(f"dataset.num_workers={num_workers!r} must be an int >= 0")
         real = dataset != "synthetic_scenes"
         for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
             _check_count(name, value, allow_none=real)
@@ -219,7 +219,7 @@ class Pix2PixHDDataModule(pl.LightningDataModule):
         n = len(ds)  # type: ignore[arg-type]
         if num is None or num >= n:
             return ds
-        msg = f"using only {num} of {n} {what} samples (datamodule.num_{what}={num}); set it to null to use all"
+        msg = f"using only {num} of {n} {what} samples (dataset.num_{what}={num}); set it to null to use all"
         (log.warning if warn else log.info)(msg)
         return Subset(ds, range(num))
 

@@ -18,7 +18,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_modules.tasks.common import build_datamodule, load_for_inference
-from lightning_modules.tasks.evaluate import inference_device, require_checkpoint, to_device, warn_if_no_centres
+from lightning_modules.tasks.evaluate import (
+    inference_device,
+    require_checkpoint,
+    to_device,
+    warn_if_no_centres,
+)
 from lightning_modules.visualize import save_grid, to_unit_range
 
 log = logging.getLogger(__name__)

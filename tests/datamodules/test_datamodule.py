@@ -134,3 +134,47 @@ def test_workers_are_persistent_for_training():
     loader = dm.train_dataloader()
     assert loader.persistent_workers and loader.num_workers == 1
     assert Pix2PixHDDataModule(num_train=2).train_dataloader().persistent_workers is False
+
+
+def test_training_size_helper_matches_property():
+    from datamodules import training_size
+
+    assert training_size((64, 96), 0.5, 16) == (32, 48)
+    assert training_size((25, 25), 0.5, 1) == (13, 13)  # 12.5 rounds half up
+    assert training_size((100, 200), 0.5, 16) == (48, 96)
+    dm = Pix2PixHDDataModule(image_size=(100, 200), scale=0.5, size_multiple=16, num_train=1)
+    assert dm.train_size == training_size((100, 200), 0.5, 16)
+
+
+def test_crop_and_scale_width_modes(tmp_path):
+    make_pix2pixhd_tree(tmp_path, "train", n=2, size=(48, 96))
+    common = {"dataset": "pix2pixhd_folders", "root": str(tmp_path), "label_nc": 8, "num_train": None}
+    dm = Pix2PixHDDataModule(
+        **common, image_size=(32, 32), scale=0.5, load_size=(48, 96), resize_mode="resize_and_crop",
+        size_multiple=8,
+    )  # fmt: skip
+    assert dm.train_transform.load_size == (24, 48) and dm.train_transform.crop_size == (16, 16)
+    dm.setup("fit")
+    _check_batch(next(iter(dm.train_dataloader())), 1, (16, 16))
+    dm = Pix2PixHDDataModule(**common, image_size=(48, 96), load_size=64, resize_mode="scale_width", size_multiple=8)
+    dm.setup("fit")
+    _check_batch(next(iter(dm.train_dataloader())), 1, (32, 64))
+    with pytest.raises(ValueError, match="load_size"):
+        Pix2PixHDDataModule(**common, load_size=[64, 64], resize_mode="scale_width")
+    with pytest.raises(ValueError, match="load_size.*unused"):
+        Pix2PixHDDataModule(**common, load_size=64, resize_mode="resize")
+
+
+def test_instantiates_from_the_hydra_dataset_config(make_config):
+    """The datamodule accepts every key of the lead's dataset config (as build_datamodule passes them)."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    cfg = make_config("dataset.num_train=2")
+    dm_cfg = OmegaConf.to_container(cfg.dataset, resolve=True)
+    dm_cfg.pop("name", None)
+    dm = hydra.utils.instantiate(dm_cfg, _convert_="all")
+    assert isinstance(dm, Pix2PixHDDataModule)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    _check_batch(batch, cfg.dataset.batch_size, dm.train_size)
