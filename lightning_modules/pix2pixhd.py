@@ -224,12 +224,6 @@ class Pix2PixHDModule(GANModule):
         return terms
 
     # --- summary -------------------------------------------------------------------------------------
-    def summary_size(self, cfg: Any) -> tuple[int, int]:
-        """The training size of this stage: dataset.image_size x stage.resolution_scale, fitted to the stride."""
-        s = max(self.total_stride, int(cfg.dataset.get("size_multiple", 1)))
-        h, w = (max(s, round(int(v) * float(cfg.stage.resolution_scale) / s) * s) for v in cfg.dataset.image_size)
-        return h, w
-
     def summary_networks(self, h: int, w: int) -> list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]]:
         label_nc_in = self.label_nc + int(self.use_instance)
         g_in = label_nc_in + (self.feat_num if self.use_features else 0)

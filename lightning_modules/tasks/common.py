@@ -8,8 +8,8 @@ import os
 from typing import Any
 
 import hydra
-from hydra.errors import InstantiationException
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning_modules.base import SynthesisModule

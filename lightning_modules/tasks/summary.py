@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from datamodules.transforms import training_size
 from lightning_modules.tasks.common import build_module
 
 
@@ -43,7 +44,8 @@ def _forward_shapes(net: nn.Module, inputs: tuple[torch.Tensor, ...]) -> str:
 def summarize(cfg: DictConfig) -> list[dict[str, Any]]:
     module = build_module(cfg, for_inference=True)
     module.apply_stage_freezing()
-    h, w = module.summary_size(cfg)
+    stride = max(int(getattr(module, "total_stride", 1)), int(cfg.dataset.get("size_multiple", 1)))
+    h, w = training_size(tuple(cfg.dataset.image_size), float(cfg.stage.resolution_scale), stride)
     rows = []
     for name, net, inputs in module.summary_networks(h, w):
         total = sum(p.numel() for p in net.parameters())
