@@ -222,7 +222,7 @@ class GANModule(SynthesisModule):
             return
         for sch in schedulers if isinstance(schedulers, list) else [schedulers]:
             sch.step()
-        self.log("train/lr", self._optimizers()[0].param_groups[0]["lr"])
+        self.log("train/lr", self._optimizers()[0].param_groups[0]["lr"], sync_dist=True)
 
     @staticmethod
     def _batch_size(batch: Mapping[str, Any]) -> int:

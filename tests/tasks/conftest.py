@@ -19,3 +19,14 @@ def trained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
     ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
     assert ckpt.is_file(), f"training did not write {ckpt}"
     return str(ckpt)
+
+
+@pytest.fixture(scope="session")
+def clustered_ckpt(trained_ckpt: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``trained_ckpt`` with its feature bank filled by task=cluster_features (written to a temporary folder)."""
+    from lightning_modules.tasks.cluster_features import cluster_features
+
+    folder = tmp_path_factory.mktemp("clustered")
+    cfg = compose_config(["task=cluster_features", f"task.ckpt_path={trained_ckpt}",
+                          f"task.output={folder / 'clustered.ckpt'}"], folder / "run")
+    return cluster_features(cfg)

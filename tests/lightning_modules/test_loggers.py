@@ -1,0 +1,30 @@
+"""The wandb (offline) and tensorboard loggers write their files under the run dir."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from lightning_modules.tasks.train import train
+
+pytestmark = pytest.mark.slow
+
+
+def test_wandb_offline_run(make_config, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = make_config("logger=wandb", run_dir=tmp_path / "run")
+    assert cfg.logger.wandb.offline is True
+    assert list(cfg.logger.wandb.tags) == ["pix2pixhd", "global", "synthetic_scenes"]
+    train(cfg)
+    runs = glob.glob(str(tmp_path / "run" / "wandb" / "offline-run-*"))
+    assert runs, os.listdir(tmp_path / "run")
+    files = os.listdir(os.path.join(runs[0], "files")) if os.path.isdir(os.path.join(runs[0], "files")) else []
+    assert any(f.endswith(".wandb") for f in os.listdir(runs[0])) or files
+
+
+def test_tensorboard_events(make_config, tmp_path) -> None:
+    train(make_config("logger=tensorboard", run_dir=tmp_path / "run"))
+    assert glob.glob(str(tmp_path / "run" / "tensorboard" / "**" / "events.out.tfevents.*"), recursive=True)

@@ -1,0 +1,104 @@
+"""task=predict: a folder of label (+ instance) maps -> one PNG per input, named after its stem."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from lightning_modules.config import ConfigError, validate_config
+from lightning_modules.tasks.common import build_datamodule
+from lightning_modules.tasks.predict import parse_cluster_index, predict
+
+
+def _write_inputs(folder) -> tuple[str, str]:
+    label_dir, inst_dir = folder / "labels", folder / "insts"
+    label_dir.mkdir()
+    inst_dir.mkdir()
+    for i, stem in enumerate(("street_a", "street_b")):
+        label = np.zeros((20, 24), np.uint8)
+        label[10:] = 1
+        label[12:18, 3 + i : 9 + i] = 3
+        label[12:18, 14:20] = 3
+        inst = label.astype(np.uint16)
+        inst[12:18, 3 + i : 9 + i] = 3000
+        inst[12:18, 14:20] = 3001
+        Image.fromarray(label).save(label_dir / f"{stem}.png")
+        Image.fromarray(inst).save(inst_dir / f"{stem}.png")
+    return str(label_dir), str(inst_dir)
+
+
+def _config(make_config, ckpt: str, label_dir: str, inst_dir: str | None, run_dir, *extra: str):
+    overrides = ["task=predict", f"task.ckpt_path={ckpt}", f"dataset.predict_label_dir={label_dir}", *extra]
+    if inst_dir is not None:
+        overrides.append(f"dataset.predict_inst_dir={inst_dir}")
+    return make_config(*overrides, run_dir=run_dir)
+
+
+def test_predict_writes_one_png_per_label_map(make_config, trained_ckpt: str, tmp_path, caplog) -> None:
+    label_dir, inst_dir = _write_inputs(tmp_path)
+    cfg = _config(make_config, trained_ckpt, label_dir, inst_dir, tmp_path / "run")
+    validate_config(cfg)
+    with caplog.at_level(logging.WARNING):
+        paths = predict(cfg)
+    out_dir = str(cfg.paths.prediction_dir)
+    assert paths == [os.path.join(out_dir, "street_a.png"), os.path.join(out_dir, "street_b.png")]
+    h, w = build_datamodule(cfg).train_size  # the size the model generates at (stage global: half of 32x32)
+    for p in paths:
+        with Image.open(p) as img:
+            assert img.mode == "RGB" and img.size == (w, h)
+    # the tiny checkpoint was never clustered: random features are zeros, and the task says so
+    assert "cluster_features" in caplog.text
+
+
+def test_predict_random_features_are_seeded(make_config, clustered_ckpt: str, tmp_path) -> None:
+    label_dir, inst_dir = _write_inputs(tmp_path)
+
+    def run(name: str, *extra: str) -> list[np.ndarray]:
+        cfg = _config(make_config, clustered_ckpt, label_dir, inst_dir, tmp_path / name, *extra)
+        return [np.asarray(Image.open(p)) for p in predict(cfg)]
+
+    a = run("a", "task.feature_mode=random", "task.feature_seed=3")
+    b = run("b", "task.feature_mode=random", "task.feature_seed=3")
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    # cluster mode with a per-class index: runs, and an index past the class's centres is an error
+    c = run("c", "task.feature_mode=cluster", "task.cluster_index={0:0,1:0}")
+    assert len(c) == 2 and c[0].shape == a[0].shape
+    with pytest.raises(ValueError, match="out of range"):
+        run("d", "task.feature_mode=cluster", "task.cluster_index=99")
+
+
+def test_predict_needs_a_label_folder(make_config, trained_ckpt: str, tmp_path) -> None:
+    cfg = make_config("task=predict", f"task.ckpt_path={trained_ckpt}")
+    with pytest.raises(ValueError, match="dataset.predict_label_dir"):
+        predict(cfg)
+    cfg = _config(make_config, trained_ckpt, str(tmp_path / "absent"), None, tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="absent"):
+        predict(cfg)
+
+
+def test_predict_rejects_bad_arguments(make_config, trained_ckpt: str, tmp_path) -> None:
+    label_dir, inst_dir = _write_inputs(tmp_path)
+    cfg = _config(make_config, trained_ckpt, label_dir, inst_dir, tmp_path / "run", "task.feature_mode=encode")
+    with pytest.raises(ValueError, match="encode"):
+        predict(cfg)
+    missing = str(tmp_path / "gone.ckpt")
+    cfg = _config(make_config, missing, label_dir, inst_dir, tmp_path / "run")
+    with pytest.raises(ConfigError, match=missing):
+        validate_config(cfg)
+    with pytest.raises(FileNotFoundError, match=missing):
+        predict(cfg)
+
+
+def test_parse_cluster_index() -> None:
+    assert parse_cluster_index(None) is None
+    assert parse_cluster_index(2) == 2
+    assert parse_cluster_index(OmegaConf.create({3: 1, "4": 0})) == {3: 1, 4: 0}
+    for bad in (-1, True, "x", {3: -2}, {"car": 1}):
+        with pytest.raises(ValueError, match="cluster_index"):
+            parse_cluster_index(bad)
