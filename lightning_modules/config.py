@@ -65,6 +65,12 @@ def validate_config(cfg: DictConfig) -> None:
             f"stage '{stage}' does not belong to model '{model}' (it is a '{cfg.stage.model}' stage). "
             f"Valid stages for model={model}: {valid}; e.g. python run.py model={model} stage={valid[0]}"
         )
+    data_model = cfg.dataset.get("model")
+    if data_model is not None and data_model != model:
+        raise ConfigError(
+            f"dataset '{cfg.dataset.name}' feeds model '{data_model}', not '{model}': pick a dataset of model={model} "
+            f"(its default is dataset=default_for_{model}) or model={data_model}"
+        )
     if cfg.task.name == "train":
         from lightning_modules.stages import StageSpec, check_stage_start
 

@@ -100,7 +100,7 @@ def instance_feature_rows(
     batch_index, instance_id, means, counts = instance_mean_features(features, inst)
     classes, mixed = instance_classes(label, inst, batch_index, instance_id)
     h, w = features.shape[-2:]
-    keep = counts.to(torch.float64) >= float(min_area_ratio) * (h * w / float(area_blocks))
+    keep = counts.to(torch.float64) > float(min_area_ratio) * (h * w / float(area_blocks))
     n_kept = int(keep.sum())
     return InstanceRows(
         features=means[keep].detach().float().cpu().numpy(),

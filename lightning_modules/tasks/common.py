@@ -45,7 +45,8 @@ def build_module(cfg: DictConfig, for_inference: bool = False) -> SynthesisModul
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     dm_cfg = OmegaConf.to_container(cfg.dataset, resolve=True)
-    dm_cfg.pop("name", None)
+    for key in ("name", "model"):  # bookkeeping keys, not datamodule arguments
+        dm_cfg.pop(key, None)
     return hydra.utils.instantiate(dm_cfg, _convert_="all")
 
 

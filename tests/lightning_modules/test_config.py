@@ -18,6 +18,16 @@ def _options(group: str) -> list[str]:
     return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
 
 
+def _model_for(group: str, option: str) -> str | None:
+    """The model a stage/dataset option belongs to (``model:`` in a stage file, ``default_for_<model>``)."""
+    if option.startswith("default_for_"):
+        return option[len("default_for_"):]
+    if group in ("stage", "dataset"):
+        data = OmegaConf.load(os.path.join(CONF_DIR, group, f"{option}.yaml"))
+        return data.get("model")
+    return None
+
+
 @pytest.mark.parametrize(
     "group",
     ["task", "model", "stage", "dataset", "trainer", "strategy", "logger", "callbacks", "paths", "size", "experiment"],
@@ -27,12 +37,15 @@ def test_every_option_composes_and_resolves(group: str, tmp_path) -> None:
     assert options, f"conf/{group} is empty"
     for option in options:
         overrides = [f"{group}={option}"]
+        model = _model_for(group, option)
+        if model is not None and group != "model":
+            overrides.insert(0, f"model={model}")
         if group == "task" and option not in ("train", "summary"):
             overrides.append("task.ckpt_path=/nonexistent.ckpt")
         cfg = compose_config(overrides, tmp_path / option, tiny=group not in ("size", "experiment"))
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        assert resolved["model"]["name"] == "pix2pixhd"
-        if group == "stage":
+        assert resolved["model"]["name"] == (model or "pix2pixhd")
+        if group == "stage" and not option.startswith("default_for_"):
             assert resolved["stage"]["name"] == option
 
 
