@@ -39,8 +39,17 @@ def build_module(cfg: DictConfig, for_inference: bool = False) -> SynthesisModul
         if isinstance(err.__cause__, (ValueError, FileNotFoundError)):
             raise err.__cause__ from None
         raise
-    module.run_config = OmegaConf.to_container(cfg, resolve=False)
+    module.run_config = resolved_config(cfg)
     return module
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config with interpolations resolved (what checkpoints and loggers store); unresolvable keys
+    (e.g. ``${hydra:...}`` outside a Hydra run) are kept as written."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - fall back to the unresolved form rather than fail a run
+        return OmegaConf.to_container(cfg, resolve=False)
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:

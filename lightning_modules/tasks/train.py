@@ -28,10 +28,7 @@ def train(cfg: DictConfig) -> float | None:
     callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg)
     for lg in loggers:
-        if hasattr(lg, "log_hyperparams"):
-            from omegaconf import OmegaConf
-
-            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_hyperparams(module.run_config)
     trainer = build_trainer(cfg, callbacks, loggers)
     log.info("training model=%s stage=%s dataset=%s in %s", cfg.model.name, cfg.stage.name, cfg.dataset.name,
              cfg.paths.run_dir)

@@ -167,13 +167,10 @@ def test_crop_and_scale_width_modes(tmp_path):
 
 def test_instantiates_from_the_hydra_dataset_config(make_config):
     """The datamodule accepts every key of the lead's dataset config (as build_datamodule passes them)."""
-    import hydra
-    from omegaconf import OmegaConf
+    from lightning_modules.tasks.common import build_datamodule
 
     cfg = make_config("dataset.num_train=2")
-    dm_cfg = OmegaConf.to_container(cfg.dataset, resolve=True)
-    dm_cfg.pop("name", None)
-    dm = hydra.utils.instantiate(dm_cfg, _convert_="all")
+    dm = build_datamodule(cfg)
     assert isinstance(dm, Pix2PixHDDataModule)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))

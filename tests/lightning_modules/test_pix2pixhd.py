@@ -140,6 +140,9 @@ def test_joint_stage_trains_g1_again(chained_checkpoints) -> None:
     assert changed, "joint fine-tuning must update G1"
     assert "optimizer_states" in joint and len(joint["optimizer_states"]) == 2
     assert not any(k.startswith("perceptual_loss.") for k in joint["state_dict"])  # frozen VGG left out
+    stored = joint["condsynth"]["config"]  # the resolved config travels with the weights
+    assert stored["stage"]["name"] == "joint" and stored["model"]["networks"]["global"]["ngf"] == 8
+    assert stored["stage"]["init_from"] == chained_checkpoints["local"]
 
 
 def test_local_stage_without_global_checkpoint_is_a_clear_error(make_config) -> None:
