@@ -254,8 +254,7 @@ class Pix2PixHDModule(GANModule):
         label_map = self.encode_label(label, inst)
         feats = None
         if self.use_features:
-            mode = feature_mode if (feature_mode != "encode" or "image" in batch) else "random"
-            feats = self.instance_features(label, inst, batch.get("image"), mode, cluster_index, generator)
+            feats = self.instance_features(label, inst, batch.get("image"), feature_mode, cluster_index, generator)
         return self.inference_generator()(self.generator_input(label_map, feats))
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:

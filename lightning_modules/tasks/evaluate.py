@@ -248,7 +248,7 @@ def test(cfg: DictConfig) -> dict[str, float]:
             batch = to_device(batch, device)
             if "image" not in batch:
                 raise ValueError("the test split has no photos to compare with; task=test needs paired data")
-            fake = (module.generate(batch, feature_mode, generator=generator))
+            fake = to_unit_range(module.generate(batch, feature_mode, generator=generator))
             real = to_unit_range(batch["image"])
             for name, metric in metrics.items():
                 _update(name, metric, fake, real)

@@ -15,7 +15,8 @@ def trained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
     from lightning_modules.tasks.train import train
 
     run_dir = tmp_path_factory.mktemp("trained")
-    train(compose_config(["callbacks.sample_grid.every_n_steps=0"], run_dir))
+    train(compose_config(["callbacks.sample_grid.every_n_steps=0", "trainer.limit_val_batches=0",
+                          "trainer.num_sanity_val_steps=0"], run_dir))
     ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
     assert ckpt.is_file(), f"training did not write {ckpt}"
     return str(ckpt)

@@ -154,6 +154,7 @@ def clustered(trained_ckpt: str, tmp_path_factory: pytest.TempPathFactory):
     cfg = compose_config(["task=cluster_features", f"task.ckpt_path={trained_ckpt}"],
                          tmp_path_factory.mktemp("cluster"))
     validate_config(cfg)
+    torch.manual_seed(0)  # the datamodule's random flips draw from torch's global generator: a flip would show
     out = cluster_features(cfg)
     return cfg, out
 
@@ -184,6 +185,35 @@ def test_cluster_task_writes_a_clustered_checkpoint(clustered, trained_ckpt: str
     assert new["condsynth"]["stage"] == src["condsynth"]["stage"]
     bank = torch.load(centers_path(out), map_location="cpu")
     assert torch.equal(bank["centers"], centers) and torch.equal(bank["counts"], counts)
+
+
+def test_centres_are_the_encoder_features_of_the_unflipped_train_images(clustered, trained_ckpt: str) -> None:
+    """With at most n_clusters rows per class (4 tiny images), every row is a centre: recompute the rows with E
+    on the train split loaded without flips (dataset.flip=false) and compare per class."""
+    from tests.conftest import compose_config
+
+    cfg, out = clustered
+    plain = compose_config(["task=cluster_features", f"task.ckpt_path={trained_ckpt}", "dataset.flip=false"],
+                           cfg.paths.run_dir)
+    module = load_for_inference(plain, trained_ckpt)
+    dm = build_datamodule(plain)
+    dm.setup("fit")
+    per_class: dict[int, list[list[float]]] = {}
+    with torch.no_grad():
+        for i in range(len(dm.train_set)):
+            s = dm.train_set[i]
+            feats = module.netE(s["image"][None], s["inst"][None])
+            _, ids, means, counts = instance_mean_features(feats, s["inst"][None])
+            for iid, m, n in zip(ids.tolist(), means.tolist(), counts.tolist(), strict=True):
+                if n > 0.5 * feats.shape[-1] * feats.shape[-2] / 32:
+                    per_class.setdefault(int(s["label"][0][s["inst"][0] == iid][0]), []).append(m)
+    bank = torch.load(out, map_location="cpu", weights_only=False)["state_dict"]
+    assert len(per_class) >= 3
+    for c, rows in per_class.items():
+        assert len(rows) <= int(cfg.model.n_clusters)
+        k = int(bank["feature_center_counts"][c])
+        got = sorted(bank["feature_centers"][c, :k].tolist())
+        np.testing.assert_allclose(got, sorted(rows), atol=1e-5)
 
 
 def test_clustered_checkpoint_generates_deterministically(clustered) -> None:
