@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -189,32 +189,49 @@ class GANModule(SynthesisModule):
     def _total(terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return torch.stack([v for v in terms.values()]).sum()
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        opt_g, opt_d = self._optimizers()
+    def gan_step(self, batch: Mapping[str, Any], opt_g: Any, opt_d: Any,
+                 backward: Callable[[torch.Tensor], None] | None = None,
+                 toggle: bool = False) -> dict[str, torch.Tensor]:
+        """One discriminator step then one generator step on ``batch``; returns the detached loss terms.
+
+        Inside a Trainer, ``training_step`` passes ``manual_backward`` and toggles each optimizer's parameters;
+        outside one (benchmarks, notebooks, tests) plain ``loss.backward()`` is used.
+        """
+        backward = backward or (lambda loss: loss.backward())
         step = self.prepare_batch(batch)
         logs: dict[str, torch.Tensor] = {}
         if opt_d is not None:
-            self.toggle_optimizer(opt_d)
+            if toggle:
+                self.toggle_optimizer(opt_d)
             d_terms = self.discriminator_loss(step)
             d_total = self._total(d_terms)
             opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_total)
+            backward(d_total)
             opt_d.step()
-            self.untoggle_optimizer(opt_d)
-            logs.update({f"train/{k}": v.detach() for k, v in d_terms.items()})
-            logs["train/loss_D"] = d_total.detach()
-        self.toggle_optimizer(opt_g)
+            if toggle:
+                self.untoggle_optimizer(opt_d)
+            logs.update({k: v.detach() for k, v in d_terms.items()})
+            logs["loss_D"] = d_total.detach()
+        if toggle:
+            self.toggle_optimizer(opt_g)
         g_terms = self.generator_loss(step)
         g_total = self._total(g_terms)
         opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_total)
+        backward(g_total)
         opt_g.step()
-        self.untoggle_optimizer(opt_g)
+        if toggle:
+            self.untoggle_optimizer(opt_g)
         self.update_ema()
-        logs.update({f"train/{k}": v.detach() for k, v in g_terms.items()})
-        logs["train/loss_G"] = g_total.detach()
-        self.log_dict(logs, prog_bar=False, batch_size=self._batch_size(batch))
-        self.log("loss_G", g_total.detach(), prog_bar=True, logger=False, batch_size=self._batch_size(batch))
+        logs.update({k: v.detach() for k, v in g_terms.items()})
+        logs["loss_G"] = g_total.detach()
+        return logs
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        opt_g, opt_d = self._optimizers()
+        logs = self.gan_step(batch, opt_g, opt_d, backward=self.manual_backward, toggle=True)
+        n = self._batch_size(batch)
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False, batch_size=n)
+        self.log("loss_G", logs["loss_G"], prog_bar=True, logger=False, batch_size=n)
 
     def on_train_epoch_end(self) -> None:
         schedulers = self.lr_schedulers()

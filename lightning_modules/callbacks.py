@@ -78,11 +78,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints to ``<path>.tmp``, fsync, then rename: a kill mid-write never leaves a truncated .ckpt."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        path = str(path)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_torch_save(checkpoint, str(path))
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """torch.save to ``<path>.tmp``, fsync, then rename over ``path``: readers never see a partial file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -78,15 +78,7 @@ def bench_one(model: str, stage: str, size: str, batch: int, steps: int, device:
         opt_g, opt_d = opts[0], opts[1]
 
         def step() -> None:
-            s = module.prepare_batch(data)
-            d = sum(module.discriminator_loss(s).values())
-            opt_d.zero_grad()
-            d.backward()
-            opt_d.step()
-            g = sum(module.generator_loss(s).values())
-            opt_g.zero_grad()
-            g.backward()
-            opt_g.step()
+            module.gan_step(data, opt_g, opt_d)
 
     for _ in range(2):
         step()

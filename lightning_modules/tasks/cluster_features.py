@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 
+from lightning_modules.callbacks import atomic_torch_save
 from lightning_modules.stages import read_checkpoint
 from lightning_modules.tasks.common import build_datamodule, load_for_inference
 from lightning_modules.tasks.evaluate import inference_device, require_checkpoint, to_device
@@ -170,16 +171,6 @@ def centers_path(output: str) -> str:
     return os.path.splitext(output)[0] + ".centers.pt"
 
 
-def _save_atomic(obj: Any, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def cluster_features(cfg: DictConfig) -> str:
     """Fill the feature bank of ``task.ckpt_path`` and write the clustered checkpoint; returns its path."""
     ckpt_path = require_checkpoint(cfg)
@@ -243,8 +234,8 @@ def cluster_features(cfg: DictConfig) -> str:
         "counts": counts.tolist(),
     }
     output = str(cfg.task.get("output") or default_output(ckpt_path))
-    _save_atomic(ckpt, output)
-    _save_atomic({"centers": bank, "counts": bank_counts}, centers_path(output))
+    atomic_torch_save(ckpt, output)
+    atomic_torch_save({"centers": bank, "counts": bank_counts}, centers_path(output))
 
     print(f"\ncondsynth: feature clusters of {ckpt_path} from {n_images} training images "
           f"({len(rows.classes)} instances kept, {rows.dropped} small ones dropped)")
