@@ -1,4 +1,5 @@
-"""Datasets and the LightningDataModule for pix2pixHD-style conditional synthesis.
+"""Datasets and LightningDataModules: pix2pixHD-style conditional synthesis, and LST (content, style) pairs
+(``StylePairDataModule``, see ``datamodules.style_transfer``).
 
 Sample contract: ``{"label": LongTensor[1,H,W], "inst": LongTensor[1,H,W], "image": FloatTensor[3,H,W] in
 [-1,1], "path": str}`` (prediction samples have no ``image``); ``inst`` equals ``label`` without instance maps.
@@ -10,7 +11,9 @@ from .instances import INSTANCE_ID_MULTIPLIER, instance_class, make_instance_id
 from .label_folder import LabelFolderDataset
 from .pix2pixhd_datamodule import DATASETS, Pix2PixHDDataModule
 from .pix2pixhd_folders import Pix2PixHDFolderDataset
+from .style_transfer import EpochPairSampler, StylePairDataModule, StylePairDataset, list_images
 from .synthetic_scenes import CLASS_NAMES, SyntheticScenesDataset, class_names
+from .synthetic_styles import STYLE_KINDS, SyntheticImages
 from .transforms import (
     RESIZE_MODES,
     PairedTransform,
@@ -33,6 +36,12 @@ __all__ = [
     "Pix2PixHDDataModule",
     "Pix2PixHDFolderDataset",
     "SampleFiles",
+    "STYLE_KINDS",
+    "EpochPairSampler",
+    "StylePairDataModule",
+    "StylePairDataset",
+    "SyntheticImages",
+    "list_images",
     "SyntheticScenesDataset",
     "check_label_ids",
     "class_names",

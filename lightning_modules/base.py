@@ -41,6 +41,8 @@ class SynthesisModule(pl.LightningModule):
     """Base of every paper's module. Subclasses implement ``parts()``, the losses and ``sample_images``."""
 
     model_name: str = ""
+    #: the validation metric (lower is better) that ``task=train`` returns to Hydra sweepers
+    sweep_metric: str = "val/loss"
 
     def __init__(self, stage: Mapping[str, Any], optim: Mapping[str, Any], ema: Mapping[str, Any] | None = None):
         super().__init__()
@@ -49,6 +51,26 @@ class SynthesisModule(pl.LightningModule):
         self.ema_cfg = dict(ema or {})
         self.run_config: dict[str, Any] | None = None  # the resolved Hydra config, stored in checkpoints
         self.generator_ema: AveragedModel | None = None
+
+    # --- input sizes -----------------------------------------------------------------------------------
+    #: what owns the stride (named in the error) and how a user makes the size fit; set by each model
+    stride_owner: str = "network"
+    size_fix_hint: str = "resize the input to a multiple of {stride}"
+
+    @property
+    def total_stride(self) -> int:
+        """Input height and width must be multiples of this (the product of the downsampling strides)."""
+        return 1
+
+    def check_size(self, x: torch.Tensor) -> None:
+        """Stop early, naming the size, the stride and the fix, when ``x`` cannot pass the network."""
+        h, w = x.shape[-2:]
+        s = self.total_stride
+        if h % s or w % s:
+            raise ValueError(
+                f"input size {h}x{w} is not a multiple of the {self.stride_owner}'s total stride {s}; "
+                + self.size_fix_hint.format(stride=s)
+            )
 
     # --- parts and stages -------------------------------------------------------------------------------
     def parts(self) -> dict[str, list[nn.Module]]:

@@ -1,9 +1,13 @@
-"""Callbacks shared by all papers: periodic sample grids (rank 0 only) and atomic checkpoint writes."""
+"""Callbacks shared by all papers: periodic sample grids (rank 0 only), atomic checkpoint writes, and
+checkpoint-then-requeue on SLURM's preemption / time-limit signal."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
+import threading
 from typing import Any
 
 import pytorch_lightning as pl
@@ -90,3 +94,138 @@ def atomic_torch_save(obj: Any, path: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    try:  # make the rename itself durable (a crash right after must not bring the old file back)
+        dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def requeue_signal() -> signal.Signals:
+    """The signal submitit asks SLURM to send before the time limit (``--signal=USR2@signal_delay_s``), and the one
+    ``scancel --signal=USR2 <job>`` sends to preempt. ``SUBMITIT_PREEMPT_SIGNAL`` changes it, as it does submitit's."""
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+
+
+def slurm_restart_count() -> int:
+    """How many times SLURM has requeued this job (0 on the first run, and outside SLURM)."""
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    except ValueError:
+        return 0
+
+
+def optimizer_steps(trainer: pl.Trainer) -> list[int]:
+    """Adam's (or any stateful optimizer's) per-parameter ``step`` counter of each optimizer; -1 when empty."""
+    steps = []
+    for opt in trainer.optimizers:
+        counts = [int(s["step"]) for s in opt.state.values() if isinstance(s, dict) and "step" in s]
+        steps.append(max(counts) if counts else -1)
+    return steps
+
+
+class PreemptionCheckpoint(pl.Callback):
+    """Save the exact training state when SLURM is about to stop the job, then let submitit requeue it.
+
+    One mechanism, submitit's: hydra-submitit-launcher submits jobs with ``--signal=USR2@<signal_delay_s>`` and
+    installs submitit's handler, which re-pickles the job and runs ``scontrol requeue``; Lightning's own SLURM
+    auto-requeue is switched off (``build_trainer``) so the two never both act. This callback sits in front of
+    submitit's handler: saving inside a signal handler is unsafe under DDP (each rank is somewhere else, and saving
+    synchronises ranks), so the handler only records the signal. At the next batch boundary the ranks agree (any
+    rank that got it counts), the state is written atomically to ``<dirpath>/last.ckpt``, the loggers are flushed,
+    and rank 0 hands over to the handler that was there before (submitit's requeue). The requeued job runs the same
+    Hydra job in the same run dir, sees ``SLURM_RESTART_COUNT > 0`` and resumes from that ``last.ckpt``
+    (``resolve_resume_path``): same global step, same optimizer state, same loop position.
+
+    Without submitit (your own sbatch script) rank 0 runs ``scontrol requeue $SLURM_JOB_ID`` itself; outside SLURM
+    the run stops after saving (``kill -USR2 <pid>``; rerun with ``ckpt_path=last``).
+    """
+
+    EXIT_CODE = 3  # what a process stopped by the signal exits with when nothing else decides
+
+    def __init__(self, dirpath: str, filename: str = "last.ckpt", signum: int | None = None):
+        self.dirpath = dirpath
+        self.filename = filename
+        self.signum = signal.Signals(signum) if signum is not None else requeue_signal()
+        self._received: int | None = None
+        self._previous: Any = None
+        self._installed = False
+
+    # --- signal plumbing ----------------------------------------------------------------------------
+    def _handler(self, signum: int, frame: Any) -> None:
+        self._received = signum  # only this: the work happens at the next batch boundary
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or self._installed or threading.current_thread() is not threading.main_thread():
+            return
+        self._previous = signal.getsignal(self.signum)
+        signal.signal(self.signum, self._handler)
+        self._installed = True
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._installed and threading.current_thread() is threading.main_thread():
+            signal.signal(self.signum, self._previous if self._previous is not None else signal.SIG_DFL)
+            self._installed = False
+
+    # --- what a run logs when it starts: the step it starts from, and the optimizer state it restored --------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            restarts = slurm_restart_count()
+            log.info("condsynth: training starts at global step %d (epoch %d; optimizer steps %s)%s",
+                     trainer.global_step, trainer.current_epoch, optimizer_steps(trainer),
+                     f"; SLURM restart {restarts}" if restarts else "")
+
+    # --- the batch boundary where all ranks agree -------------------------------------------------------
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        stop = trainer.strategy.reduce_boolean_decision(self._received is not None, all=False)
+        if not stop:
+            return
+        signum = self._received if self._received is not None else int(self.signum)
+        path = os.path.join(self.dirpath, self.filename)
+        try:  # this batch's metrics: Lightning logs them after this hook, which the run never reaches
+            trainer._logger_connector.update_train_step_metrics()
+        except Exception as err:  # private API: losing one row of metrics must not stop the checkpoint
+            log.debug("could not log the last batch's metrics: %s", err)
+        trainer.save_checkpoint(path)
+        trainer.strategy.barrier("condsynth.preemption.saved")
+        for lg in trainer.loggers:
+            lg.save()
+        if trainer.is_global_zero:
+            log.warning("condsynth: preempted (%s) at global step %d (epoch %d; optimizer steps %s); saved %s",
+                        signal.Signals(signum).name, trainer.global_step, trainer.current_epoch,
+                        optimizer_steps(trainer), path)
+        # we exit right after; SLURM's SIGTERM after the requeue must not start Lightning's SIGTERM handler
+        # (it broadcasts between ranks from inside a signal handler)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        exit_exc: BaseException = SystemExit(self.EXIT_CODE)
+        if trainer.is_global_zero:
+            exit_exc = self._hand_over(signum)
+        trainer.strategy.barrier("condsynth.preemption.requeued")  # no rank leaves before rank 0 has requeued
+        raise exit_exc
+
+    def _hand_over(self, signum: int) -> BaseException:
+        """Run the handler that was installed before ours (submitit: dump the job, ``scontrol requeue``, exit);
+        returns the exception to leave with."""
+        previous = self._previous
+        try:
+            if callable(previous):
+                previous(signum, None)
+            elif os.environ.get("SLURM_JOB_ID"):
+                job = os.environ["SLURM_JOB_ID"]
+                if os.environ.get("SLURM_ARRAY_JOB_ID"):
+                    job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+                subprocess.run(["scontrol", "requeue", job], check=True, timeout=60)
+                log.warning("condsynth: requeued SLURM job %s", job)
+            else:
+                log.warning("condsynth: stopped by %s; rerun with ckpt_path=last to continue",
+                            signal.Signals(signum).name)
+        except BaseException as exc:  # submitit exits with SystemExit(-1) after requeueing
+            return exc
+        return SystemExit(self.EXIT_CODE)

@@ -34,8 +34,9 @@ def _devices(devices: Any) -> int:
     return 1  # "auto": one task per node; set trainer.devices explicitly for multi-GPU jobs
 
 
-def _gpus_per_node(accelerator: Any, devices: Any) -> int:
-    return _devices(devices) if str(accelerator) in ("gpu", "cuda") else 0
+def _gpus_per_node(accelerator: Any, devices: Any) -> int | None:
+    """GPUs to ask SLURM for: trainer.devices on GPUs; None on CPUs (no --gpus-per-node flag at all)."""
+    return _devices(devices) if str(accelerator) in ("gpu", "cuda") else None
 
 
 def register_resolvers() -> None:
@@ -71,14 +72,41 @@ def validate_config(cfg: DictConfig) -> None:
             f"dataset '{cfg.dataset.name}' feeds model '{data_model}', not '{model}': pick a dataset of model={model} "
             f"(its default is dataset=default_for_{model}) or model={data_model}"
         )
+    supported = cfg.task.get("models")
+    if supported is not None and model not in supported:
+        raise ConfigError(
+            f"task={cfg.task.name} does not run model={model}; it runs model={'|'.join(supported)} "
+            f"(tasks for {model}: see conf/task/*.yaml, key `models`)"
+        )
     if cfg.task.name == "train":
         from lightning_modules.stages import StageSpec, check_stage_start
 
         check_stage_start(StageSpec.from_config(OmegaConf.to_container(cfg.stage, resolve=True)))
+    _validate_lst_inference(cfg)
     for key in ("ckpt_path",):
-        if key in cfg.task and OmegaConf.is_missing(cfg.task, key):
+        # `key in cfg` is False for a ??? value, so test for "missing" first
+        if key in cfg.task.keys() and OmegaConf.is_missing(cfg.task, key):
             raise ConfigError(
                 f"task={cfg.task.name} needs task.{key}=<path to a .ckpt> (e.g. outputs/runs/<run>/checkpoints/last.ckpt)"
             )
         if key in cfg.task and not os.path.isfile(str(cfg.task[key])):
             raise ConfigError(f"task.{key}={cfg.task[key]} does not exist; pass the path of a trained checkpoint")
+
+
+# LST inference tasks: the keys each needs (besides task.ckpt_path), with what to pass
+_LST_INFERENCE_KEYS = {
+    "stylize": {"content": "an image file or folder", "style": "an image file or folder"},
+    "stylize_video": {"input": "a video file or a folder of frames", "style": "a style image"},
+    "export": {},
+}
+
+
+def _validate_lst_inference(cfg: DictConfig) -> None:
+    """task=stylize / stylize_video / export: their required keys set (``???`` or null)."""
+    task = cfg.task.name
+    if task not in _LST_INFERENCE_KEYS:
+        return
+    wanted = {"ckpt_path": "path to an LST checkpoint of stage transform", **_LST_INFERENCE_KEYS[task]}
+    for key, what in wanted.items():
+        if OmegaConf.is_missing(cfg.task, key) or cfg.task.get(key) is None:
+            raise ConfigError(f"task={task} needs task.{key}=<{what}>")

@@ -28,6 +28,10 @@ FEATURE_MODES = ("encode", "random", "cluster", "zeros")
 
 class Pix2PixHDModule(GANModule):
     model_name = "pix2pixhd"
+    sweep_metric = "val/l1"
+    stride_owner = "generator"
+    size_fix_hint = ("set dataset.size_multiple={stride} (the datamodule then resizes) or pick an image_size "
+                     "divisible by {stride}")
 
     def __init__(
         self,
@@ -181,15 +185,6 @@ class Pix2PixHDModule(GANModule):
 
     def generator_input(self, label_map: torch.Tensor, feats: torch.Tensor | None) -> torch.Tensor:
         return label_map if feats is None else torch.cat([label_map, feats], dim=1)
-
-    def check_size(self, x: torch.Tensor) -> None:
-        h, w = x.shape[-2:]
-        s = self.total_stride
-        if h % s or w % s:
-            raise ValueError(
-                f"input size {h}x{w} is not a multiple of the generator's total stride {s}; set "
-                f"dataset.size_multiple={s} (the datamodule then resizes) or pick an image_size divisible by {s}"
-            )
 
     # --- training ------------------------------------------------------------------------------------
     def prepare_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from networks.discriminators import MultiscaleDiscriminator, NLayerDiscriminator
 from networks.encoder import FeatureEncoder, instance_average_pool, instance_mean_features
 from networks.generators import GlobalGenerator, LocalEnhancer
 from networks.label_encoding import instance_boundary_map, one_hot_labels
+from networks.lst import CovarianceMatrixNet, LinearStylizer, LinearTransform, VGGDecoder, VGGEncoder
 from networks.vgg import VGG19_LAYERS, VGG19Features
 
 __all__ = [
@@ -16,6 +17,11 @@ __all__ = [
     "NLayerDiscriminator",
     "ResnetBlock",
     "VGG19Features",
+    "CovarianceMatrixNet",
+    "LinearStylizer",
+    "LinearTransform",
+    "VGGDecoder",
+    "VGGEncoder",
     "get_norm_layer",
     "instance_average_pool",
     "instance_boundary_map",

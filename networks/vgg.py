@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torchvision.models import VGG19_Weights, vgg19
+
+from networks.weights import read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +155,7 @@ class VGG19Features(nn.Module):
         return "random (requested)"
 
     def _load_state_file(self, path: str) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupt, truncated or not a torch file
-            raise ValueError(f"Could not read VGG19 weights file {path}: {exc}") from exc
-        if not isinstance(state, Mapping):
-            raise ValueError(f"VGG19 weights file {path} holds a {type(state).__name__}, not a state dict.")
+        state = read_state_dict(path, "VGG19")
         features_state: dict[str, torch.Tensor] = {}
         for key, value in state.items():
             if key.startswith("features."):

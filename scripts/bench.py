@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""`make bench`: throughput and peak memory per model/stage, plus instance pooling vs a naive loop.
+"""`make bench`: throughput and peak memory per model/stage, instance pooling vs a naive loop, and LST stylisation
+frames/s (r31/r41 at 256x256 and 512x512; scripts/bench_lst.py).
 
 Each training row runs in its own subprocess (so peak memory is that row's alone): it composes the real config
 (`size=demo` unless --size paper), builds the module and a fixed synthetic batch, and times full training steps
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--one", nargs=2, metavar=("MODEL", "STAGE"), help=argparse.SUPPRESS)
     p.add_argument("--skip-pool", action="store_true", help="skip the instance pooling benchmark")
+    p.add_argument("--skip-lst", action="store_true", help="skip the LST stylisation frames/s benchmark")
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(bench_one(args.one[0], args.one[1], args.size, args.batch, args.steps, args.device)))
@@ -136,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n## instance-wise average pooling, 512x1024, ~100 instances, 3 channels\n")
         print(format_table(run(512, 1024, 100, 3, 5)))
+    if not args.skip_lst:
+        sys.path.insert(0, str(REPO_ROOT / "scripts"))
+        import bench_lst
+
+        print("\n## LST stylisation frames/s (batch 1, style code computed once, full VGG widths, random weights)\n")
+        print(bench_lst.format_table(bench_lst.run(device=args.device)))
     return 0
 
 

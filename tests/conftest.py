@@ -16,9 +16,22 @@ from lightning_modules.config import register_resolvers
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
 
+# Settings every tiny run shares: few samples, one short epoch, samples every step, CSV logs.
+_TINY_RUN = [
+    "size=demo",
+    "dataset.num_val=2",
+    "dataset.num_test=2",
+    "trainer=debug",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "callbacks.sample_grid.every_n_steps=1",
+    "logger=csv",
+]
+
 # Tiny pix2pixHD: G1 stride 4 (local: 8), 32x32 images (16x16 in stage global), a few samples.
 TINY_PIX2PIXHD = [
-    "size=demo",
+    *_TINY_RUN,
     "size.image_size=[32,32]",
     "size.pix2pixhd.ngf_global=8",
     "size.pix2pixhd.n_downsample_global=2",
@@ -34,14 +47,20 @@ TINY_PIX2PIXHD = [
     "model.networks.vgg.layers=[relu1_1,relu2_1,relu3_1]",
     "+model.losses.perceptual.layer_weights={relu1_1:0.125,relu2_1:0.25,relu3_1:1.0}",
     "dataset.num_train=4",
-    "dataset.num_val=2",
-    "dataset.num_test=2",
-    "trainer=debug",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "callbacks.sample_grid.every_n_steps=1",
-    "logger=csv",
+]
+
+# Tiny LST (model=lst): VGG widths are fixed, so only images shrink (16x16: r41 features are 2x2), random VGGs,
+# a few samples. Use with compose_config(..., tiny=False).
+TINY_LST = [
+    "model=lst",
+    *_TINY_RUN,
+    "size.lst.load_size=16",
+    "size.lst.crop_size=16",
+    "size.lst.batch_size=2",
+    "size.lst.num_train=4",
+    "model.networks.encoder.weights=null",
+    "model.networks.loss_network.weights=null",
+    "model.networks.loss_network.layers=[relu1_1,relu2_1,relu3_1,relu4_1]",
 ]
 
 

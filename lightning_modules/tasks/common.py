@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import glob
 import logging
 import os
+import uuid
 from typing import Any
 
 import hydra
@@ -13,7 +15,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning_modules.base import SynthesisModule
-from lightning_modules.callbacks import AtomicCheckpointIO
+from lightning_modules.callbacks import AtomicCheckpointIO, PreemptionCheckpoint, slurm_restart_count
 from lightning_modules.stages import StageError, StageSpec, check_stage_start, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -63,15 +65,100 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
 
 
-def build_loggers(cfg: DictConfig) -> list[Any]:
+def build_loggers(cfg: DictConfig, resume_from: str | None = None) -> list[Any]:
+    """The configured loggers. W&B gets a run id kept in the run dir (one run across restarts and resumes);
+    when resuming, the CSV logger keeps the rows logged before the checkpoint instead of starting a new file."""
     loggers = []
     for name, lg in (cfg.get("logger") or {}).items():
         if lg is None:
             continue
         if name == "wandb":
             os.makedirs(cfg.paths.run_dir, exist_ok=True)
-        loggers.append(hydra.utils.instantiate(lg))
+            if lg.get("id") is None:
+                lg = OmegaConf.merge(lg, {"id": wandb_run_id(cfg.paths.run_dir)})
+        logger = hydra.utils.instantiate(lg)
+        if resume_from is not None and isinstance(logger, pl.loggers.CSVLogger):
+            keep_csv_history(logger)
+        loggers.append(logger)
     return loggers
+
+
+WANDB_ID_FILE = "wandb_run_id.txt"
+
+
+def wandb_run_id(run_dir: str) -> str:
+    """The W&B run id of this run dir: made on the first start and stored in ``<run dir>/wandb_run_id.txt``, read
+    back on every later start (a resume, a SLURM requeue), so the logger continues the same run (resume=allow).
+    Only rank 0 writes the file; other ranks do not log to W&B."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    path = os.path.join(run_dir, WANDB_ID_FILE)
+    if os.path.isfile(path):
+        with open(path) as f:
+            run_id = f.read().strip()
+        if run_id:
+            return run_id
+    run_id = uuid.uuid4().hex[:12]
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(run_id + "\n")
+        os.replace(tmp, path)
+    return run_id
+
+
+def keep_csv_history(logger: Any) -> None:
+    """Lightning's CSVLogger deletes an existing metrics.csv when it starts. On a resume keep the rows logged
+    before: they are written back at once, and when the resumed run first saves, old rows at or after its first
+    step are dropped (the steps between the checkpoint and a crash are logged again by the resumed run)."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        return
+    path = os.path.join(logger.log_dir, "metrics.csv")
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="") as f:
+        old = [{k: v for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    writer = logger.experiment  # creating the writer deletes the old file
+    _write_csv(path, old)
+    writer_save = writer.save
+
+    def save_with_history() -> None:
+        new = writer.metrics
+        steps = [int(m["step"]) for m in new if "step" in m]
+        if not steps:  # nothing logged yet (e.g. the hyperparameters being saved): wait for the first step
+            writer_save()
+            return
+        writer.save = writer_save
+        first = min(steps)
+        # a row without a readable step is a line cut short by a kill: dropped with the rows the resume re-logs
+        rows = [r for r in old if (step := _csv_step(r)) is not None and step < first] + new
+        keys = _write_csv(path, rows)
+        writer.metrics, writer.metrics_keys = [], keys
+        writer_save()  # the rest of Lightning's save (hparams.yaml), with no rows left to write
+        log.info("CSV log %s: %d rows from before the resume, new rows from step %s", path, len(rows) - len(new),
+                 first)
+
+    writer.save = save_with_history
+
+
+def _csv_step(row: dict[str, Any]) -> int | None:
+    try:
+        return int(float(row["step"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _write_csv(path: str, rows: list[dict[str, Any]]) -> list[str]:
+    keys = sorted(set().union(*rows)) if rows else []
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return keys
 
 
 def build_strategy(cfg: DictConfig) -> Any:
@@ -84,13 +171,27 @@ def build_strategy(cfg: DictConfig) -> Any:
 
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
                   loggers: list[Any] | None = None) -> pl.Trainer:
-    return hydra.utils.instantiate(
+    """The configured Trainer, with atomic checkpoint writes and checkpoint-then-requeue on SLURM's signal
+    (``PreemptionCheckpoint``, into the run's checkpoint dir). Lightning's own SLURM auto-requeue is switched off:
+    submitit (hydra/launcher=slurm) owns the signal and the requeue, and the two must not both act."""
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, PreemptionCheckpoint) for c in callbacks):
+        callbacks.append(PreemptionCheckpoint(dirpath=str(cfg.paths.checkpoint_dir)))
+    trainer = hydra.utils.instantiate(
         cfg.trainer,
-        callbacks=callbacks or [],
+        callbacks=callbacks,
         logger=loggers if loggers else False,
         strategy=build_strategy(cfg),
         plugins=[AtomicCheckpointIO()],
     )
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    # the environment Lightning's signal connector reads (single-device strategies do not expose one)
+    for env in (getattr(trainer._accelerator_connector, "cluster_environment", None),
+                getattr(trainer.strategy, "cluster_environment", None)):
+        if isinstance(env, SLURMEnvironment):
+            env.auto_requeue = False
+    return trainer
 
 
 def readable_checkpoint(path: str) -> bool:
@@ -105,9 +206,16 @@ def readable_checkpoint(path: str) -> bool:
 def resolve_resume_path(cfg: DictConfig) -> str | None:
     """``ckpt_path``: None (fresh run), a file, or "last" (checkpoints/last.ckpt of this run dir).
 
+    A SLURM job that was requeued (``SLURM_RESTART_COUNT`` > 0: preemption, time limit, node failure) resumes from
+    its own run dir's checkpoints/last.ckpt whatever ``ckpt_path`` says, when that file exists.
     A truncated or unreadable checkpoint is reported and the newest readable one in the same folder is used.
     """
     ckpt = cfg.get("ckpt_path")
+    restarts = slurm_restart_count()
+    if restarts and os.path.exists(os.path.join(cfg.paths.checkpoint_dir, "last.ckpt")):
+        log.info("SLURM requeued this job (restart %d): resuming from %s/last.ckpt", restarts,
+                 cfg.paths.checkpoint_dir)
+        ckpt = "last"
     if ckpt is None:
         return None
     if ckpt == "last":
@@ -121,6 +229,7 @@ def resolve_resume_path(cfg: DictConfig) -> str | None:
             f"ckpt_path=last with hydra.run.dir=<the run dir>"
         )
     if readable_checkpoint(ckpt):
+        log.info("resuming from %s", ckpt)
         return ckpt
     folder = os.path.dirname(os.path.abspath(ckpt))
     candidates = sorted(glob.glob(os.path.join(folder, "*.ckpt")), key=os.path.getmtime, reverse=True)

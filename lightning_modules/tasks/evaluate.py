@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import torch
 from omegaconf import DictConfig
 
-from lightning_modules.tasks.common import build_datamodule, build_loggers, load_for_inference
+from lightning_modules.tasks.common import build_datamodule, build_loggers, build_trainer, load_for_inference
 from lightning_modules.visualize import colorize_labels, image_grid, save_grid, to_unit_range
 
 log = logging.getLogger(__name__)
@@ -229,8 +229,14 @@ class _GridWriter:
 
 # -------------------------------------------------------------------------------------------------- task
 def test(cfg: DictConfig) -> dict[str, float]:
-    """Evaluate ``task.ckpt_path`` on the test split; returns the computed metrics (skipped ones are absent)."""
+    """Evaluate ``task.ckpt_path`` on the test split; returns the computed metrics (skipped ones are absent).
+
+    Paired image-to-image models (pix2pixHD) get the image metrics above; a model without paired targets (LST)
+    is scored by its own ``test_step`` (see :func:`test_with_module_metrics`).
+    """
     ckpt_path = require_checkpoint(cfg)
+    if cfg.model.name == "lst":
+        return test_with_module_metrics(cfg, ckpt_path)
     device = inference_device(cfg)
     feature_mode = str(cfg.task.get("feature_mode", "encode"))
     datamodule = build_datamodule(cfg)
@@ -288,4 +294,28 @@ def test(cfg: DictConfig) -> dict[str, float]:
     print(table)
     print(f"  written: {os.path.join(run_dir, 'metrics.md')}, metrics.json, {len(grids.written)} grids in "
           f"{os.path.join(run_dir, 'test_samples')}")
+    return values
+
+
+def test_with_module_metrics(cfg: DictConfig, ckpt_path: str) -> dict[str, float]:
+    """Run the module's ``test_step`` over the test split with a Lightning trainer (LST: reconstruction MSE and
+    PSNR for stage decoder, style and content losses for stage transform) and write ``metrics.json``/``.md``."""
+    module = load_for_inference(cfg, ckpt_path)
+    datamodule = build_datamodule(cfg)
+    trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg))
+    results = trainer.test(module, datamodule=datamodule, verbose=False)
+    values = {k.removeprefix("test/"): float(v) for k, v in (results[0] if results else {}).items()}
+    if not values:
+        raise ValueError("the test split is empty; check dataset.num_test / the dataset's test folders")
+    table = metrics_table(values, {}, sorted(values))
+    run_dir = str(cfg.paths.run_dir)
+    if trainer.is_global_zero:
+        _write_atomic(os.path.join(run_dir, "metrics.md"),
+                      f"# Test metrics\n\ncheckpoint: `{ckpt_path}`  \nmodel: {cfg.model.name} / stage "
+                      f"{cfg.stage.name}, dataset: {cfg.dataset.name}\n\n{table}")
+        report = {"metrics": values, "checkpoint": ckpt_path, "model": cfg.model.name, "stage": cfg.stage.name,
+                  "dataset": cfg.dataset.name}
+        _write_atomic(os.path.join(run_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
+        print(f"\ncondsynth: test metrics of {ckpt_path}")
+        print(table)
     return values

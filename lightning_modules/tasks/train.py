@@ -21,12 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Returns the last ``val/l1`` (or None) so sweeps can compare runs."""
+    """Returns the module's last validation score (``module.sweep_metric``, or None) so sweeps can compare runs."""
     resume = resolve_resume_path(cfg)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     callbacks = build_callbacks(cfg)
-    loggers = build_loggers(cfg)
+    loggers = build_loggers(cfg, resume_from=resume)
     for lg in loggers:
         lg.log_hyperparams(module.run_config)
     trainer = build_trainer(cfg, callbacks, loggers)
@@ -40,10 +40,24 @@ def train(cfg: DictConfig) -> float | None:
         ckpt_dir = cfg.paths.checkpoint_dir
         samples = cfg.paths.sample_dir
         n_samples = len(os.listdir(samples)) if os.path.isdir(samples) else 0
-        print(f"\ncondsynth: finished {cfg.model.name}/{cfg.stage.name} at step {trainer.global_step}")
+        print(f"\ncondsynth: finished {cfg.model.name}/{cfg.stage.name} at step {_final_step(trainer, ckpt_dir)}")
         print(f"  checkpoints: {ckpt_dir}  (last.ckpt starts the next stage or resumes)")
-        print(f"  samples:     {samples}  ({n_samples} PNG grids: label | generated | real)")
+        print(f"  samples:     {samples}  ({n_samples} PNG grids, inputs | outputs | targets)")
         print(f"  logs:        {cfg.paths.run_dir}")
         if metrics:
             print("  metrics:     " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
-    return metrics.get("val/l1")
+    return metrics.get(module.sweep_metric)
+
+
+def _final_step(trainer: Any, ckpt_dir: str) -> int:
+    """The trainer's global step; with ddp_spawn/ddp_fork the training ran in child processes and this process's
+    trainer still says 0, so read it from the rolling last.ckpt they wrote."""
+    last = os.path.join(ckpt_dir, "last.ckpt")
+    if trainer.global_step == 0 and os.path.isfile(last):
+        import torch
+
+        try:
+            return int(torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("global_step", 0))
+        except Exception:
+            return 0
+    return trainer.global_step

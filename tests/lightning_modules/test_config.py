@@ -44,7 +44,8 @@ def test_every_option_composes_and_resolves(group: str, tmp_path) -> None:
             overrides.append("task.ckpt_path=/nonexistent.ckpt")
         cfg = compose_config(overrides, tmp_path / option, tiny=group not in ("size", "experiment"))
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        assert resolved["model"]["name"] == (model or "pix2pixhd")
+        expected = option if group == "model" else (model or "pix2pixhd")
+        assert resolved["model"]["name"] == expected
         if group == "stage" and not option.startswith("default_for_"):
             assert resolved["stage"]["name"] == option
 

@@ -1,0 +1,355 @@
+"""task=stylize_video: Linear Style Transfer on a video, frame by frame, with the style code computed once.
+
+    python run.py task=stylize_video model=lst task.ckpt_path=<transform run>/checkpoints/last.ckpt \
+        task.input=clip.mp4 task.style=painting.jpg                 # -> <run dir>/predictions/clip_stylized.mp4
+    python run.py task=stylize_video model=lst task.ckpt_path=... task.input=frames/ task.fps=24 task.style=...
+
+* ``task.input``: a video file (anything FFmpeg decodes) or a folder of frames (images, natural sort order:
+  ``frame_2`` before ``frame_10``); ``task.fps`` sets a folder's frame rate (default 25) and, when given,
+  overrides a video's own rate.
+* ``task.style``: one style image (or several with ``task.style_weights`` to mix them). The style code
+  (``T_s``, style mean) is computed ONCE; every frame reuses it, so a frame costs one encode, one matrix product
+  and one decode (the paper's "linear transformation is fast enough for real-time video").
+* ``task.alpha``, ``task.short_side``, ``task.photoreal`` / ``task.guided_filter``: as in task=stylize.
+* ``task.output``: the video path (default ``<paths.prediction_dir>/<input stem>_stylized.mp4``); the container
+  follows its extension (.mp4, .mkv, .mov, .avi). ``task.codec``: ``auto`` (libx264 when available, else mpeg4)
+  or any FFmpeg encoder name; ``task.crf`` = libx264 quality (lower = better; 18 is visually near-lossless).
+  H.264 in yuv420p needs even sizes: an odd width/height is padded by one replicated pixel (with a warning).
+* ``task.save_frames``: also write each stylised frame as ``<output stem>_frames/<index>.png``.
+
+Frames are streamed (decode -> stylise -> encode), so long videos do not fill memory. The task prints and returns
+the frames per second of the stylisation loop (model time only, device-synchronised) and end to end (with decoding
+and encoding). Video I/O uses PyAV (``av``), whose wheels bundle FFmpeg: no system ffmpeg is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+
+from datamodules.style_transfer import list_images
+from lightning_modules.config import ConfigError
+from lightning_modules.tasks.evaluate import inference_device
+from lightning_modules.tasks.stylize import (
+    check_alpha,
+    check_short_side,
+    gather_images,
+    load_stylizer,
+    min_image_side,
+    parse_style_weights,
+    photoreal_args,
+    read_image,
+    stem,
+    style_codes,
+    stylize_one,
+    task_value,
+)
+from lightning_modules.visualize import save_grid
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FOLDER_FPS = 25
+_AV_HINT = "video I/O needs PyAV: pip install 'av>=12,<20' (a condsynth dependency; its wheels bundle FFmpeg)"
+
+
+def _av():
+    try:
+        import av
+    except ImportError as err:  # pragma: no cover - av is a dependency
+        raise ModuleNotFoundError(_AV_HINT) from err
+    return av
+
+
+def _natural_key(path: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", os.path.basename(path))]
+
+
+def _fraction(fps: Any, key: str = "task.fps") -> Fraction:
+    try:
+        value = Fraction(str(fps)) if not isinstance(fps, Fraction) else fps
+    except (TypeError, ValueError, ZeroDivisionError) as err:
+        raise ValueError(f"{key}={fps!r} must be a positive number of frames per second") from err
+    if value <= 0:
+        raise ValueError(f"{key}={fps} must be > 0")
+    return value.limit_denominator(1001)
+
+
+# ------------------------------------------------------------------------------------------- reading
+class FrameSource:
+    """Frames of a video file or a folder of images as RGB uint8 arrays [H, W, 3], with a frame rate."""
+
+    def __init__(self, path: Any, fps: Any = None) -> None:
+        if path is None or str(path) == "":
+            raise ConfigError("task.input is not set: pass task.input=<a video file or a folder of frames>")
+        self.path = os.fspath(str(path))
+        self.is_folder = os.path.isdir(self.path)
+        self.count: int | None = None
+        if self.is_folder:
+            self.files = sorted(list_images(self.path, "task.input"), key=_natural_key)
+            self.count = len(self.files)
+            self.fps = _fraction(fps if fps is not None else DEFAULT_FOLDER_FPS)
+            self.name = os.path.basename(os.path.normpath(self.path)) or "frames"
+            return
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"task.input={self.path} does not exist; pass a video file or a folder of frames")
+        av = _av()
+        try:
+            container = av.open(self.path, mode="r")
+        except (av.error.FFmpegError, OSError, ValueError) as err:
+            raise ValueError(f"cannot open video {self.path}: {err} (task.input must be a video file FFmpeg "
+                             f"decodes, or a folder of frames)") from err
+        try:
+            if not container.streams.video:
+                raise ValueError(f"cannot open video {self.path}: it has no video stream")
+            stream = container.streams.video[0]
+            self.count = int(stream.frames) or None
+            rate = fps if fps is not None else (stream.average_rate or stream.guessed_rate or DEFAULT_FOLDER_FPS)
+            self.fps = _fraction(rate)
+        finally:
+            container.close()
+        self.name = stem(self.path)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self._folder_frames() if self.is_folder else self._video_frames()
+
+    def _folder_frames(self) -> Iterator[np.ndarray]:
+        size = None
+        for path in self.files:
+            try:
+                with Image.open(path) as img:
+                    arr = np.array(img.convert("RGB"))
+            except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+                raise ValueError(f"cannot read frame {path}: {type(err).__name__}: {err}") from err
+            if size is None:
+                size = arr.shape[:2]
+            elif arr.shape[:2] != size:
+                raise ValueError(f"frame {path} is {arr.shape[0]}x{arr.shape[1]} but the first frame of "
+                                 f"{self.path} is {size[0]}x{size[1]}: every frame of a video must have one size")
+            yield arr
+
+    def _video_frames(self) -> Iterator[np.ndarray]:
+        av = _av()
+        index = 0
+        try:
+            with av.open(self.path, mode="r") as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for frame in container.decode(stream):
+                    yield frame.to_ndarray(format="rgb24")
+                    index += 1
+        except av.error.FFmpegError as err:
+            raise ValueError(f"cannot decode video {self.path} at frame {index}: {err}") from err
+
+
+# ------------------------------------------------------------------------------------------- writing
+def pick_codec(codec: str) -> str:
+    av = _av()
+    if codec != "auto":
+        try:
+            av.codec.Codec(codec, "w")
+        except Exception as err:  # noqa: BLE001 - unknown encoder name: av raises UnknownCodecError/ValueError
+            raise ValueError(f"task.codec={codec}: this FFmpeg build has no such encoder ({err}); use auto, "
+                             f"libx264 or mpeg4") from err
+        return codec
+    for name in ("libx264", "mpeg4"):
+        try:
+            av.codec.Codec(name, "w")
+            return name
+        except Exception:  # noqa: BLE001, S112 - try the next encoder
+            continue
+    raise ValueError("this FFmpeg build has neither libx264 nor mpeg4 encoders; set task.codec=<an encoder>")
+
+
+class VideoWriter:
+    """RGB uint8 frames [H, W, 3] -> a video file (PyAV). Opened on the first frame; written to a temporary file
+    next to ``path`` and renamed on :meth:`close`, so a failed run leaves no half-written video under that name."""
+
+    def __init__(self, path: str, fps: Any, codec: str = "auto", crf: int | None = 18) -> None:
+        self.path = os.fspath(path)
+        self.fps = _fraction(fps)
+        self.codec = pick_codec(codec)
+        self.crf = crf
+        root, ext = os.path.splitext(self.path)
+        if not ext:
+            raise ValueError(f"task.output={self.path} has no extension; use e.g. .mp4 or .mkv")
+        self._tmp = os.path.join(os.path.dirname(self.path) or ".", f".{os.path.basename(root)}.partial{ext}")
+        self._container = None
+        self._stream = None
+        self.size: tuple[int, int] | None = None  # (H, W) of the written frames
+        self.frames = 0
+        self._warned_odd = False
+
+    def _open(self, h: int, w: int) -> None:
+        av = _av()
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        try:
+            self._container = av.open(self._tmp, mode="w")
+        except (av.error.FFmpegError, OSError, ValueError) as err:
+            raise ValueError(f"cannot write video {self.path}: {err} (is the extension a video container?)") from err
+        stream = self._container.add_stream(self.codec, rate=self.fps)
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuv420p"
+        if self.codec in ("libx264", "h264") and self.crf is not None:
+            stream.options = {"crf": str(int(self.crf))}
+        self._stream = stream
+
+    def write(self, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        if (h % 2 or w % 2) and not self._warned_odd:
+            msg = f"frames are {h}x{w}; yuv420p video needs even sizes, so {self.path} pads them by one pixel"
+            log.warning(msg)
+            warnings.warn(msg, UserWarning, stacklevel=2)
+            self._warned_odd = True
+        if h % 2 or w % 2:
+            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            h, w = frame.shape[:2]
+        if self._container is None:
+            self._open(h, w)
+            self.size = (h, w)
+        elif (h, w) != self.size:
+            raise ValueError(f"frame {self.frames} is {h}x{w}, earlier frames are {self.size[0]}x{self.size[1]}")
+        av = _av()
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> str:
+        if self._container is None:
+            raise ValueError(f"no frame was written to {self.path}")
+        for packet in self._stream.encode():  # flush the encoder
+            self._container.mux(packet)
+        self._container.close()
+        self._container = None
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - best effort on the error path
+                pass
+            self._container = None
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)
+
+
+def write_video(frames: Any, path: str, fps: Any = DEFAULT_FOLDER_FPS, codec: str = "auto",
+                crf: int | None = 18) -> str:
+    """Write RGB uint8 frames [H, W, 3] (or float [3, H, W] tensors in [0, 1]) to a video file."""
+    writer = VideoWriter(path, fps, codec, crf)
+    try:
+        for frame in frames:
+            writer.write(to_uint8(frame) if isinstance(frame, torch.Tensor) else frame)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def read_video(path: str) -> tuple[list[np.ndarray], Fraction]:
+    """All frames of a video file (RGB uint8 [H, W, 3]) and its frame rate. For tests and small clips."""
+    source = FrameSource(path)
+    return list(source), source.fps
+
+
+# ------------------------------------------------------------------------------------------- conversion
+def to_tensor(frame: np.ndarray, short_side: int | None = None) -> torch.Tensor:
+    """RGB uint8 [H, W, 3] -> [1, 3, H', W'] in [0, 1], shorter side resized to ``short_side`` (bicubic)."""
+    if short_side is not None:
+        img = Image.fromarray(frame)
+        w, h = img.size
+        if min(w, h) != short_side:
+            s = short_side / min(w, h)
+            img = img.resize((max(short_side, round(w * s)), max(short_side, round(h * s))), Image.BICUBIC)
+        frame = np.asarray(img)
+    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """[1, 3, H, W] or [3, H, W] in [0, 1] -> RGB uint8 [H, W, 3] (rounded as torchvision's save_image does)."""
+    img = image[0] if image.dim() == 4 else image
+    return img.detach().float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def _sync(device: torch.device) -> Callable[[], None]:
+    if device.type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+# ------------------------------------------------------------------------------------------- task
+def stylize_video(cfg: DictConfig) -> dict[str, Any]:
+    """Stylise every frame of ``task.input`` with one style code; write ``task.output``; return the frame rate."""
+    source = FrameSource(task_value(cfg, "input", "a video file or a folder of frames"), cfg.task.get("fps"))
+    style_files = gather_images(task_value(cfg, "style", "a style image"), "task.style")
+    weights = parse_style_weights(cfg.task.get("style_weights"), len(style_files))
+    if weights is None and len(style_files) > 1:
+        raise ValueError(
+            f"task.style={cfg.task.style} holds {len(style_files)} images; a video takes one style: pass one image, "
+            f"or task.style_weights=[...] (one weight per image) to mix them"
+        )
+    alpha = check_alpha(cfg.task.get("alpha", 1.0))
+    short_side = check_short_side(cfg.task.get("short_side"))
+    photoreal = photoreal_args(cfg)
+    output = cfg.task.get("output") or os.path.join(str(cfg.paths.prediction_dir), f"{source.name}_stylized.mp4")
+    output = os.fspath(str(output))
+    if os.path.abspath(output) == os.path.abspath(source.path):
+        raise ValueError(f"task.output={output} is the input video; choose another path")
+    frames_dir = os.path.splitext(output)[0] + "_frames" if bool(cfg.task.get("save_frames", False)) else None
+    min_side = min_image_side(str(cfg.model.get("level", "r41")))
+    writer = VideoWriter(output, source.fps, str(cfg.task.get("codec", "auto")), cfg.task.get("crf", 18))
+
+    device = inference_device(cfg)
+    stylizer = load_stylizer(cfg, device)
+    styles = [read_image(p, short_side, min_side).to(device) for p in style_files]
+    code = style_codes(stylizer, styles, weights)[0]  # computed once for the whole video
+    sync = _sync(device)
+
+    n = 0
+    model_time = 0.0
+    size = None
+    start = time.perf_counter()
+    try:
+        for arr in source:
+            content = to_tensor(arr, short_side)
+            if size is None:
+                size = tuple(content.shape[-2:])
+                if min(size) < min_side:
+                    raise ValueError(f"frames of {source.path} are {size[0]}x{size[1]}; the model needs at least "
+                                     f"{min_side} pixels on each side: set task.short_side={min_side} or larger")
+            sync()
+            t0 = time.perf_counter()
+            out = stylize_one(stylizer, content.to(device), code, alpha, photoreal).cpu()
+            sync()
+            model_time += time.perf_counter() - t0
+            writer.write(to_uint8(out))
+            if frames_dir is not None:
+                save_grid(out[0], os.path.join(frames_dir, f"{n:06d}.png"))
+            n += 1
+        if n == 0:
+            raise ValueError(f"task.input={source.path} has no frames")
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    total = time.perf_counter() - start
+    fps = n / model_time if model_time > 0 else float("inf")
+    fps_total = n / total if total > 0 else float("inf")
+    print(f"\ncondsynth: {n} frames {size[0]}x{size[1]} stylised at {fps:.2f} frames/s (model, {device.type}; "
+          f"{fps_total:.2f} frames/s with decoding and encoding), style code computed once -> {output}"
+          + (f"; frames in {frames_dir}" if frames_dir else ""))
+    return {"output": output, "frames": n, "fps": fps, "fps_end_to_end": fps_total, "size": size,
+            "video_fps": float(source.fps), "frames_dir": frames_dir, "device": device.type}
