@@ -24,6 +24,15 @@ PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 LABEL_EXTENSIONS = (".png",)
 
 
+def check_count(name: str, value: object, allow_none: bool) -> None:
+    """``dataset.<name>`` must be a positive int (or null = all files, where ``allow_none``)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        extra = " or null (= all files)" if allow_none else ""
+        raise ValueError(f"dataset.{name}={value!r} must be an int >= 1{extra}")
+
+
 @dataclass(frozen=True)
 class SampleFiles:
     """Files of one sample: label map, optional instance map, optional photo."""

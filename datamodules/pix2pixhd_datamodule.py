@@ -9,6 +9,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from .base import check_count
 from .cityscapes import CityscapesDataset, has_split
 from .label_folder import LabelFolderDataset
 from .pix2pixhd_folders import Pix2PixHDFolderDataset, has_phase
@@ -18,14 +19,6 @@ from .transforms import RESIZE_MODES, PairedTransform, as_hw, check_dontcare, st
 log = logging.getLogger(__name__)
 
 DATASETS = ("synthetic_scenes", "pix2pixhd_folders", "cityscapes")
-
-
-def _check_count(name: str, value: int | None, allow_none: bool) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        extra = " or null (= all files)" if allow_none else ""
-        raise ValueError(f"dataset.{name}={value!r} must be an int >= 1{extra}")
 
 
 class Pix2PixHDDataModule(pl.LightningDataModule):
@@ -84,12 +77,12 @@ class Pix2PixHDDataModule(pl.LightningDataModule):
         if resize_mode == "none" and scale != 1:
             raise ValueError(f"resize_mode='none' cannot apply dataset.scale={scale}; use resize_mode='resize'")
         for name, value in (("batch_size", batch_size), ("num_styles", num_styles), ("size_multiple", size_multiple)):
-            _check_count(name, value, allow_none=False)
+            check_count(name, value, allow_none=False)
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"dataset.num_workers={num_workers!r} must be an int >= 0")
         real = dataset != "synthetic_scenes"
         for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-            _check_count(name, value, allow_none=real)
+            check_count(name, value, allow_none=real)
 
         self.dataset_name = dataset
         self.root = None if root is None else os.fspath(root)

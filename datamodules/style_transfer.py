@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .base import check_count
 from .synthetic_styles import SyntheticImages
 from .transforms import as_hw
 
@@ -235,14 +236,6 @@ class EpochPairSampler(Sampler):
         return iter([(i, epoch) for i in order])
 
 
-def _check_count(name: str, value: Any, allow_none: bool) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        extra = " or null (= all files)" if allow_none else ""
-        raise ValueError(f"dataset.{name}={value!r} must be an int >= 1{extra}")
-
-
 # ------------------------------------------------------------------------------------------------ datamodule
 class StylePairDataModule(pl.LightningDataModule):
     """Train/val/test loaders of (content, style) pairs for LST.
@@ -283,10 +276,10 @@ class StylePairDataModule(pl.LightningDataModule):
         synthetic = dataset == "synthetic_styles"
         for name, value in (("load_size", load_size), ("crop_size", crop_size), ("batch_size", batch_size),
                             ("size_multiple", size_multiple)):
-            _check_count(name, value, allow_none=False)
+            check_count(name, value, allow_none=False)
         for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-            _check_count(name, value, allow_none=not synthetic)
-        _check_count("num_style_images", num_style_images, allow_none=True)
+            check_count(name, value, allow_none=not synthetic)
+        check_count("num_style_images", num_style_images, allow_none=True)
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"dataset.num_workers={num_workers!r} must be an int >= 0")
         if crop_size > load_size:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules.base import SynthesisModule
-from networks.lst import LinearStylizer, LinearTransform, VGGDecoder, VGGEncoder
+from networks.lst import LinearStylizer, LinearTransform, VGGDecoder, VGGEncoder, check_parts_fit
 
 
 def inverse_time_decay(decay: float):
@@ -59,11 +59,7 @@ class LSTModule(SynthesisModule):
         ema: Mapping[str, Any] | None = None,
     ):
         super().__init__(stage, optim, ema)
-        if encoder.output_channels != transform.in_channels or decoder.input_channels != transform.in_channels:
-            raise ValueError(
-                f"encoder ({encoder.level}, {encoder.output_channels} ch), decoder ({decoder.level}) and transform "
-                f"({transform.in_channels} ch) must share one level: set model.level only"
-            )
+        check_parts_fit(encoder, transform, decoder)
         self.encoder = encoder
         self.decoder = decoder
         self.transform = transform

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from networks.vgg import torchvision_vgg19_cache_path
-from networks.weights import read_state_dict
+from networks.weights import read_state_dict, warn_random_weights
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +180,7 @@ class VGGEncoder(nn.Module):
             f"paths.vgg19_weights=<vgg19 state dict>, or model.networks.encoder.weights_path=<official "
             f"vgg_{self.level}.pth>."
         )
-        logger.warning(message)
-        warnings.warn(message, UserWarning, stacklevel=3)
+        warn_random_weights(message)
         return "random (offline fallback: no VGG19 ImageNet weights)"
 
     @torch.no_grad()
@@ -367,6 +365,16 @@ class LinearTransform(nn.Module):
 StyleCode = tuple[Tensor, Tensor]
 
 
+def check_parts_fit(encoder: VGGEncoder, transform: LinearTransform, decoder: VGGDecoder) -> None:
+    """Encoder, transformation and decoder must work on the same VGG level (same feature channels)."""
+    if encoder.output_channels != transform.in_channels or decoder.input_channels != transform.in_channels:
+        raise ValueError(
+            f"encoder ({encoder.level}, {encoder.output_channels} ch), transform ({transform.in_channels} ch) and "
+            f"decoder ({decoder.level}, {decoder.input_channels} ch) do not fit together: build them with the same "
+            f"level (set model.level only)"
+        )
+
+
 class LinearStylizer(nn.Module):
     """Encoder + linear transformation + decoder, for inference. Images in [0, 1], any size: the content is
     replicate-padded to a multiple of the encoder stride and the output cropped back; outputs are clamped.
@@ -382,11 +390,7 @@ class LinearStylizer(nn.Module):
 
     def __init__(self, encoder: VGGEncoder, transform: LinearTransform, decoder: VGGDecoder) -> None:
         super().__init__()
-        if encoder.output_channels != transform.in_channels or decoder.input_channels != transform.in_channels:
-            raise ValueError(
-                f"encoder ({encoder.output_channels} ch), transform ({transform.in_channels} ch) and decoder "
-                f"({decoder.input_channels} ch) do not fit together: build them with the same level"
-            )
+        check_parts_fit(encoder, transform, decoder)
         self.encoder = encoder
         self.transform = transform
         self.decoder = decoder

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torchvision.models import VGG19_Weights, vgg19
 
-from networks.weights import read_state_dict
+from networks.weights import read_state_dict, warn_random_weights
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +148,7 @@ class VGG19Features(nn.Module):
                 f"perceptual/style losses are not the paper's. To fix, put vgg19-dcbb9e9d.pth there "
                 f"or set weights_path."
             )
-            logger.warning(message)
-            warnings.warn(message, UserWarning, stacklevel=3)
+            warn_random_weights(message)
             return "random (offline fallback)"
         return "random (requested)"
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor
+
+logger = logging.getLogger(__name__)
 
 
 def read_state_dict(path: str | os.PathLike, what: str) -> Mapping[str, Tensor]:
@@ -28,3 +32,10 @@ def read_state_dict(path: str | os.PathLike, what: str) -> Mapping[str, Tensor]:
     if not isinstance(state, Mapping):
         raise ValueError(f"{what} weights file {path} holds a {type(state).__name__}, not a state dict")
     return state
+
+
+def warn_random_weights(message: str) -> None:
+    """Say loudly (log and a UserWarning, so tests and notebooks see it too) that pretrained weights were not found
+    and a network runs with random weights instead."""
+    logger.warning(message)
+    warnings.warn(message, UserWarning, stacklevel=3)
