@@ -231,7 +231,9 @@ class VGGDecoder(nn.Module):
     nearest x2 upsampling, and no activation on the RGB output (callers clamp at inference).
 
     ``weights_path``: optional state dict of this module (the official ``dec_r31.pth`` / ``dec_r41.pth`` have the
-    same keys), loaded strictly.
+    same keys), loaded strictly. Otherwise the hidden convs are Kaiming-normal (fan_in, ReLU) with zero bias and the
+    RGB conv starts small around mid-grey: PyTorch's default init halves the signal at each of the up to 9 layers,
+    and stage ``decoder`` then spends its first thousands of steps just getting a signal through.
     """
 
     def __init__(self, level: str = "r41", weights_path: str | None = None) -> None:
@@ -243,9 +245,22 @@ class VGGDecoder(nn.Module):
         self.input_channels: int = LEVEL_CHANNELS[level]
         self.total_stride: int = LEVEL_STRIDE[level]
         self.weights_source = "random (trained by stage=decoder)"
+        self._init_random()
         if weights_path is not None:
             _load_strict(self, os.fspath(weights_path), f"LST decoder ({level})")
             self.weights_source = f"file:{weights_path}"
+
+    @torch.no_grad()
+    def _init_random(self) -> None:
+        *hidden, (rgb_name, *_) = self._layers
+        for name, *_ in hidden:
+            conv: nn.Conv2d = getattr(self, name)
+            nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+        rgb: nn.Conv2d = getattr(self, rgb_name)
+        nn.init.kaiming_normal_(rgb.weight, mode="fan_in", nonlinearity="linear")
+        rgb.weight.mul_(0.1)
+        rgb.bias.fill_(0.5)
 
     def forward(self, features: Tensor) -> Tensor:
         if features.dim() != 4 or features.shape[1] != self.input_channels:
