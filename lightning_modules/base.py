@@ -52,6 +52,16 @@ class SynthesisModule(pl.LightningModule):
         self.run_config: dict[str, Any] | None = None  # the resolved Hydra config, stored in checkpoints
         self.generator_ema: AveragedModel | None = None
 
+    # --- logging -------------------------------------------------------------------------------------
+    def log_train_terms(self, terms: Mapping[str, torch.Tensor], batch_size: int, progress_key: str) -> None:
+        """Log ``train/<term>`` for every loss term, averaged over the DDP ranks (``sync_dist``: one all-reduce of
+        a few scalars per step), so a run's curves do not depend on which rank logs or on the number of devices;
+        ``progress_key`` also goes to the progress bar."""
+        values = {f"train/{k}": v.detach() for k, v in terms.items()}
+        self.log_dict(values, batch_size=batch_size, sync_dist=True)
+        self.log(progress_key, values[f"train/{progress_key}"], prog_bar=True, logger=False, batch_size=batch_size,
+                 sync_dist=True)
+
     # --- input sizes -----------------------------------------------------------------------------------
     #: what owns the stride (named in the error) and how a user makes the size fit; set by each model
     stride_owner: str = "network"
@@ -251,9 +261,7 @@ class GANModule(SynthesisModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         opt_g, opt_d = self._optimizers()
         logs = self.gan_step(batch, opt_g, opt_d, backward=self.manual_backward, toggle=True)
-        n = self._batch_size(batch)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False, batch_size=n)
-        self.log("loss_G", logs["loss_G"], prog_bar=True, logger=False, batch_size=n)
+        self.log_train_terms(logs, self._batch_size(batch), progress_key="loss_G")
 
     def on_train_epoch_end(self) -> None:
         schedulers = self.lr_schedulers()

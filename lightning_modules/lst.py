@@ -145,8 +145,7 @@ class LSTModule(SynthesisModule):
         terms, _ = self.compute_terms(batch)
         loss = torch.stack(list(terms.values())).sum()
         n = int(batch["content"].shape[0])
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=n)
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=n)
+        self.log_train_terms({**terms, "loss": loss}, n, progress_key="loss")
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

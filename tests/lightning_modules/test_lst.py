@@ -243,3 +243,14 @@ def test_run_py_trains_lst(tmp_path) -> None:
     assert "finished lst/decoder" in proc.stdout
     assert os.path.isfile(run_dir / "csv" / "metrics.csv")
     assert "val/recon" in (run_dir / "csv" / "metrics.csv").read_text()
+
+
+def test_training_step_logs_every_term_averaged_over_ranks(tmp_path, monkeypatch) -> None:
+    module = build_module(_cfg(tmp_path, "model.level=r31"))
+    logged: dict[str, dict] = {}
+    monkeypatch.setattr(module, "log_dict", lambda values, **kw: logged.update({k: kw for k in values}))
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, kw))
+    loss = module.training_step({"content": _images("content", 2, 16), "style": _images("style", 2, 16)}, 0)
+    assert loss.requires_grad
+    assert {"train/pixel", "train/feature", "train/loss"} <= set(logged)
+    assert all(kw.get("sync_dist") for kw in logged.values()), logged

@@ -205,3 +205,24 @@ def test_fit_on_fixed_batch_lowers_generator_l1(make_config) -> None:
         module.gan_step(batch, opt_g, opt_d)
     end = l1()
     assert end < 0.5 * start and end < 0.2, (start, end)
+
+
+def test_training_step_logs_every_term_averaged_over_ranks(make_config, monkeypatch) -> None:
+    """Under DDP every rank sees other data: each train/<term> is logged with sync_dist so the curve is the mean
+    over ranks (and the D and G terms are all there)."""
+    module = build_module(make_config())
+    opt_g, opt_d = module.configure_optimizers()[0]
+    monkeypatch.setattr(module, "_optimizers", lambda: (opt_g, opt_d))
+    monkeypatch.setattr(module, "manual_backward", lambda loss: loss.backward())
+    monkeypatch.setattr(module, "toggle_optimizer", lambda opt: None)  # needs a Trainer; gan_step is tested apart
+    monkeypatch.setattr(module, "untoggle_optimizer", lambda opt: None)
+    logged: dict[str, dict] = {}
+
+    def record_dict(values, **kwargs):
+        logged.update({k: kwargs for k in values})
+
+    monkeypatch.setattr(module, "log_dict", record_dict)
+    monkeypatch.setattr(module, "log", lambda name, value, **kwargs: logged.__setitem__(name, kwargs))
+    module.training_step(_batch(size=16), 0)
+    assert {"train/D_fake", "train/D_real", "train/G_GAN", "train/G_GAN_Feat", "train/G_VGG", "train/loss_G"} <= set(logged)
+    assert all(kwargs.get("sync_dist") for kwargs in logged.values()), logged
