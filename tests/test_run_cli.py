@@ -81,10 +81,12 @@ def test_summary_prints_every_subnetwork(tmp_path) -> None:
     assert "1x12x32x32 -> 1x3x32x32" in proc.stdout  # 8 labels + boundary + 3 features -> RGB
 
 
-def test_ddp_two_cpu_processes(tmp_path) -> None:
-    """strategy=ddp with 2 processes (gloo): the manual D/G steps run under DDP; rank 0 alone writes files."""
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
+def test_ddp_two_cpu_processes(tmp_path, strategy: str) -> None:
+    """2 processes (gloo), started by Lightning as subprocesses (ddp) or spawned (ddp_spawn): the manual D/G steps
+    run under DDP; rank 0 alone writes files."""
     run_dir = tmp_path / "run"
-    proc = _run([*_tiny(run_dir), "trainer.accelerator=cpu", "trainer.devices=2", "strategy=ddp"])
+    proc = _run([*_tiny(run_dir), "trainer.accelerator=cpu", "trainer.devices=2", f"strategy={strategy}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 4  # 2 batches per rank x (D + G)
