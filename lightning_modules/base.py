@@ -106,6 +106,8 @@ class SynthesisModule(pl.LightningModule):
         if spec.init_from is not None:
             load_stage_checkpoint(self, spec, expected_missing, expected_unused)
         apply_freezing(self.resolve_part, spec)
+        self._stage_ready = True
+        self.train(self.training)  # frozen parts to eval now; Lightning keeps the modes it finds at fit start
         if self.ema_cfg.get("enabled") and self.ema_source() is not None:
             self.generator_ema = AveragedModel(
                 copy.deepcopy(self.ema_source()),
@@ -113,6 +115,22 @@ class SynthesisModule(pl.LightningModule):
                 use_buffers=True,
             )
             self.generator_ema.requires_grad_(False)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The parts this stage freezes (``stage.frozen``)."""
+        return [m for part in self.stage_spec.frozen for m in self.resolve_part(part)]
+
+    def train(self, mode: bool = True) -> SynthesisModule:
+        """Frozen parts stay in eval mode while the rest trains: no dropout noise and no normalisation statistics
+        drifting in parts that do not learn (once ``setup_stage`` has run)."""
+        super().train(mode)
+        if getattr(self, "_stage_ready", False):
+            for m in self.frozen_modules():
+                m.eval()
+        return self
+
+    def on_train_start(self) -> None:
+        self.train(True)
 
     def apply_stage_freezing(self) -> None:
         apply_freezing(self.resolve_part, self.stage_spec)

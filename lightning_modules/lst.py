@@ -72,10 +72,6 @@ class LSTModule(SynthesisModule):
         if self.stage_spec.name not in ("decoder", "transform"):
             raise ValueError(f"model lst has stages decoder and transform, not '{self.stage_spec.name}'")
         self.setup_stage()
-        self.train(self.training)  # frozen parts to eval now: Lightning keeps the modes it finds
-
-    def on_train_start(self) -> None:
-        self.train(True)
 
     # --- parts ---------------------------------------------------------------------------------------
     def parts(self) -> dict[str, list[nn.Module]]:
@@ -88,17 +84,6 @@ class LSTModule(SynthesisModule):
     @property
     def is_decoder_stage(self) -> bool:
         return self.stage_spec.name == "decoder"
-
-    def frozen_modules(self) -> list[nn.Module]:
-        mods = [m for part in self.stage_spec.frozen for m in self.resolve_part(part)]
-        return [*mods, self.loss_network]
-
-    def train(self, mode: bool = True) -> LSTModule:
-        """Frozen parts (and the loss network) stay in eval mode while the stage trains."""
-        super().train(mode)
-        for m in self.frozen_modules():
-            m.eval()
-        return self
 
     def stylizer(self) -> LinearStylizer:
         """Encoder + transformation + decoder of this module (shared, not copied) for inference."""

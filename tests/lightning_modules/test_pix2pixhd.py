@@ -112,6 +112,10 @@ def test_local_stage_freezes_g1_and_loads_it(chained_checkpoints, make_config) -
     for key, value in module.netG.global_body.state_dict().items():
         assert torch.equal(value, g1_ckpt[f"netG.body.{key}"]), key
     assert all(not p.requires_grad for p in module.netG.global_body.parameters())
+    # the frozen G1 stays in eval mode (no dropout) while G2, D and E train
+    module.train()
+    assert not any(m.training for m in module.netG.global_body.modules())
+    assert module.netG.local_up.training and module.netD.training
     _train_one_batch(module)
     assert all(p.grad is None for p in module.netG.global_body.parameters())
     assert any(p.grad is not None for p in module.netG.local_up.parameters())
