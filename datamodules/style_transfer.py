@@ -37,13 +37,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .base import check_count
 from .synthetic_styles import SyntheticImages
-from .transforms import as_hw
+from .transforms import PIL_ERRORS, as_hw, unreadable_image_error, verify_image
 
 log = logging.getLogger(__name__)
 
 DATASETS = ("synthetic_styles", "coco_wikiart")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-_PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 # ------------------------------------------------------------------------------------------------ folders
@@ -71,12 +70,10 @@ def list_images(root: str | os.PathLike | None, key: str) -> list[str]:
 def _probe(path: str) -> str | None:
     """None if the header of ``path`` reads as an image, else the reason."""
     try:
-        with Image.open(path) as img:
-            img.size  # noqa: B018 - parsing the header is the check
-            img.verify()
+        verify_image(path)
         return None
-    except _PIL_ERRORS as err:
-        return f"{type(err).__name__}: {err}"
+    except ValueError as err:
+        return str(err)
 
 
 class FolderImages:
@@ -104,8 +101,8 @@ class FolderImages:
                 rgb = img.convert("RGB")
                 if load_size is not None:
                     rgb = _resize_shorter(rgb, load_size)
-        except _PIL_ERRORS as err:
-            raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
+        except PIL_ERRORS as err:
+            raise unreadable_image_error(path, err) from err
         arr = np.asarray(rgb, dtype=np.float32) / 255.0
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 

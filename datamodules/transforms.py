@@ -36,7 +36,7 @@ LABEL_MODES = ("1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N")
 """PIL modes accepted for label / instance maps (single channel integer images)."""
 
 # PIL raises a zoo of exception types for unreadable files.
-_PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 RandomSource = torch.Generator | random.Random | np.random.Generator | None
 
@@ -107,7 +107,8 @@ def stride_warning(size: tuple[int, int], multiple: int, fitted: tuple[int, int]
 
 
 # ------------------------------------------------------------------------------------------- readers
-def _unreadable(path: str, err: BaseException) -> ValueError:
+def unreadable_image_error(path: str, err: BaseException) -> ValueError:
+    """The error for an image file PIL cannot parse or decode: names the file, the cause and the fix."""
     return ValueError(
         f"could not read image {path}: {type(err).__name__}: {err}; "
         "the file may be corrupt or not an image — replace or remove it"
@@ -120,8 +121,8 @@ def _open(path: str) -> Image.Image:
         img.load()
     except FileNotFoundError:
         raise FileNotFoundError(f"image file {path} does not exist; check the dataset folder") from None
-    except _PIL_ERRORS as err:
-        raise _unreadable(path, err) from err
+    except PIL_ERRORS as err:
+        raise unreadable_image_error(path, err) from err
     return img
 
 
@@ -144,11 +145,21 @@ def probe_image(path: str, label: bool = False) -> tuple[int, int]:
             size, mode = img.size, img.mode
     except FileNotFoundError:
         raise FileNotFoundError(f"image file {path} does not exist; check the dataset folder") from None
-    except _PIL_ERRORS as err:
-        raise _unreadable(path, err) from err
+    except PIL_ERRORS as err:
+        raise unreadable_image_error(path, err) from err
     if label:
         _check_label_mode(path, mode)
     return size[1], size[0]
+
+
+def verify_image(path: str) -> None:
+    """Parse and verify the header of an image file without decoding it (cheap); a ValueError naming the file when it
+    is not a readable image."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except PIL_ERRORS as err:
+        raise unreadable_image_error(path, err) from err
 
 
 def read_image(path: str) -> Image.Image:
@@ -156,8 +167,8 @@ def read_image(path: str) -> Image.Image:
     img = _open(path)
     try:
         return img.convert("RGB")
-    except _PIL_ERRORS as err:
-        raise _unreadable(path, err) from err
+    except PIL_ERRORS as err:
+        raise unreadable_image_error(path, err) from err
 
 
 def read_label_map(path: str) -> np.ndarray:

@@ -39,10 +39,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
-from PIL import Image
 from torchvision.utils import make_grid
 
 from datamodules.style_transfer import FolderImages, list_images
+from datamodules.transforms import verify_image
 from lightning_modules.config import ConfigError
 from lightning_modules.photoreal import SPN_NOTE, check_guided_filter_args, guided_filter
 from lightning_modules.stages import StageError, read_checkpoint
@@ -126,15 +126,6 @@ def gather_images(path: Any, key: str) -> list[str]:
     if os.path.isdir(path):
         return list_images(path, key)
     raise FileNotFoundError(f"{key}={path} does not exist; pass an image file or a folder of images")
-
-
-def probe_image(path: str) -> None:
-    """Parse the header of an image file (cheap); a ValueError naming the file when it is not a readable image."""
-    try:
-        with Image.open(path) as img:
-            img.verify()
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
 
 
 def min_image_side(level: str) -> int:
@@ -309,7 +300,7 @@ def stylize(cfg: DictConfig) -> dict[str, Any]:
     # contents' headers parsed; a content is decoded when its turn comes)
     styles = [read_image(p, short_side, min_side) for p in style_files]
     for p in content_files:
-        probe_image(p)
+        verify_image(p)
     style_names = [MIX_NAME] if weights is not None else [stem(p) for p in style_files]
     names = [f"{stem(c)}_x_{s}.png" for c in content_files for s in style_names]
     duplicates = sorted(n for n, k in Counter(names).items() if k > 1)

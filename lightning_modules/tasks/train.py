@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from lightning_modules.stages import StageError, read_checkpoint
 from lightning_modules.tasks.common import (
     build_callbacks,
     build_datamodule,
@@ -54,10 +55,8 @@ def _final_step(trainer: Any, ckpt_dir: str) -> int:
     trainer still says 0, so read it from the rolling last.ckpt they wrote."""
     last = os.path.join(ckpt_dir, "last.ckpt")
     if trainer.global_step == 0 and os.path.isfile(last):
-        import torch
-
         try:
-            return int(torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("global_step", 0))
-        except Exception:
+            return int(read_checkpoint(last).get("global_step", 0))
+        except StageError:
             return 0
     return trainer.global_step

@@ -397,9 +397,9 @@ def test_bad_image_inputs(lst_ckpt, inputs, tmp_path) -> None:
         stylize(with_task(base, style=str(empty)))
     corrupt = tmp_path / "broken.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
-    with pytest.raises(ValueError, match=f"cannot read image {corrupt}"):
+    with pytest.raises(ValueError, match=f"could not read image {corrupt}"):
         stylize(with_task(base, content=str(corrupt)))
-    with pytest.raises(ValueError, match=f"cannot read image {corrupt}"):
+    with pytest.raises(ValueError, match=f"could not read image {corrupt}"):
         stylize(with_task(base, style=str(corrupt)))
     for alpha in (1.5, -0.1, "strong"):
         with pytest.raises(ValueError, match=r"task.alpha=.* must be (in \[0, 1\]|a number)"):
