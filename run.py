@@ -15,7 +15,7 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from lightning_modules.config import register_resolvers, validate_config
+from tasks.config import register_resolvers, validate_config
 
 register_resolvers()
 log = logging.getLogger("condsynth")

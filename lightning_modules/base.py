@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from lightning_modules.stages import StageSpec, apply_freezing, check_stage_start, load_stage_checkpoint
+from lightning_modules.stages import StageSpec, apply_freezing, load_stage_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,6 @@ class SynthesisModule(pl.LightningModule):
         spec = self.stage_spec
         if spec.model != self.model_name:
             raise ValueError(f"stage '{spec.name}' belongs to model '{spec.model}', not '{self.model_name}'")
-        check_stage_start(spec)
         if spec.init_from is not None:
             load_stage_checkpoint(self, spec, expected_missing, expected_unused)
         apply_freezing(self.resolve_part, spec)

@@ -14,7 +14,8 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from lightning_modules.visualize import image_grid, save_grid
+from datamodules.files import atomic_torch_save
+from datamodules.visualize import image_grid, save_grid
 
 log = logging.getLogger(__name__)
 
@@ -83,27 +84,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         atomic_torch_save(checkpoint, str(path))
-
-
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """torch.save to ``<path>.tmp``, fsync, then rename over ``path``: readers never see a partial file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename itself durable (a crash right after must not bring the old file back)
-        dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def requeue_signal() -> signal.Signals:

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from datamodules.visualize import colorize_labels, to_unit_range
 from lightning_modules.base import GANModule
-from lightning_modules.visualize import colorize_labels, to_unit_range
 from networks.label_encoding import instance_boundary_map, one_hot_labels
 
 FEATURE_MODES = ("encode", "random", "cluster", "zeros")
@@ -78,9 +78,8 @@ class Pix2PixHDModule(GANModule):
     # --- parts ---------------------------------------------------------------------------------------
     def parts(self) -> dict[str, list[nn.Module]]:
         parts: dict[str, list[nn.Module]] = {"generator": [self.netG], "discriminator": [self.netD]}
-        if hasattr(self.netG, "global_body"):
-            parts["generator.global"] = [self.netG.global_body]
-            parts["generator.local"] = [self.netG.local_down, self.netG.local_up]
+        if hasattr(self.netG, "part_modules"):
+            parts.update({f"generator.{k}": v for k, v in self.netG.part_modules().items()})
         else:
             parts["generator.global"] = [self.netG]
         parts["encoder"] = [self.netE] if self.netE is not None else []

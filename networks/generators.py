@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator, Mapping
-
 import torch
 from torch import nn
 
@@ -127,21 +124,6 @@ class LocalEnhancer(nn.Module):
             out = self.local_up[i](self.local_down[i](scale_input) + out)
         return out
 
-    def load_global_generator(self, global_state: Mapping[str, torch.Tensor]) -> None:
-        """Load a trained ``GlobalGenerator`` state dict (``body.*``; ``head.*`` is dropped) into G1 (§3.2).
-
-        Strict: raises if a ``body.*`` key is missing or unexpected (e.g. a width mismatch: G1 must have been
-        built with ``ngf * 2**n_local_enhancers`` channels).
-        """
-        body_state = {k[len("body.") :]: v for k, v in global_state.items() if k.startswith("body.")}
-        if not body_state:
-            raise ValueError("global_state has no 'body.*' keys; expected a GlobalGenerator state dict.")
-        self.global_body.load_state_dict(body_state, strict=True)
-
-    def global_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of G1 (``global_body``)."""
-        return self.global_body.parameters()
-
-    def local_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the local enhancer(s) (everything except G1)."""
-        return itertools.chain(self.local_down.parameters(), self.local_up.parameters())
+    def part_modules(self) -> dict[str, list[nn.Module]]:
+        """G1 (``global``: ``global_body``) and the enhancer(s) (``local``): what stages freeze or train (§3.2)."""
+        return {"global": [self.global_body], "local": [self.local_down, self.local_up]}

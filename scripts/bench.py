@@ -45,14 +45,14 @@ def _sync(device: str) -> None:
 def bench_one(model: str, stage: str, size: str, batch: int, steps: int, device: str) -> dict:
     import torch
 
-    from lightning_modules.tasks.common import build_module
-    from tests.conftest import compose_config
+    from tasks.common import build_module
+    from tasks.config import compose_config
 
     torch.manual_seed(0)
     if model == "resnet18-baseline":
         import torchvision
 
-        cfg = compose_config([f"size={size}", f"stage={stage}"], "/tmp/condsynth-bench", tiny=False)
+        cfg = compose_config([f"size={size}", f"stage={stage}"], "/tmp/condsynth-bench")
         h, w = _train_size(cfg)
         net = torchvision.models.resnet18(num_classes=10).to(device)
         opt = torch.optim.SGD(net.parameters(), lr=0.01)
@@ -65,7 +65,7 @@ def bench_one(model: str, stage: str, size: str, batch: int, steps: int, device:
             opt.step()
     else:
         overrides = [f"model={model}", f"stage={stage}", f"size={size}", "model.networks.vgg.weights=null"]
-        cfg = compose_config(overrides, "/tmp/condsynth-bench", tiny=False)
+        cfg = compose_config(overrides, "/tmp/condsynth-bench")
         if cfg.stage.get("requires_init"):
             cfg.stage.requires_init = False  # benchmark the step, not the chaining
         module = build_module(cfg).to(device)

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from lightning_modules.config import register_resolvers
+from tasks.config import compose_config as compose_real_config
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
 
 # Settings every tiny run shares: few samples, one short epoch, samples every step, CSV logs.
@@ -74,15 +72,10 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def compose_config(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = None,
                    tiny: bool = True) -> DictConfig:
     """The real config, composed as run.py would, with ``paths.run_dir`` pointing at ``run_dir``."""
-    register_resolvers()
     # A group chosen in ``overrides`` (e.g. callbacks=none, trainer=gpu) replaces the tiny settings of that group.
     chosen = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "." not in o.split("=", 1)[0]}
     base = [o for o in (TINY_PIX2PIXHD if tiny else []) if o.split("=", 1)[0].split(".")[0].lstrip("+~") not in chosen]
-    all_overrides = base + list(overrides)
-    if run_dir is not None:
-        all_overrides.append(f"paths.run_dir={run_dir}")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=all_overrides)
+    return compose_real_config(base + list(overrides), run_dir)
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from lightning_modules.callbacks import atomic_torch_save
-from lightning_modules.tasks.common import WANDB_ID_FILE, resolve_resume_path
-from lightning_modules.tasks.train import train
+from datamodules.files import atomic_torch_save
+from tasks.common import WANDB_ID_FILE, resolve_resume_path
+from tasks.train import train
 from tests.conftest import REPO_ROOT, TINY_PIX2PIXHD
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from lightning_modules.tasks.train import train
+from tasks.train import train
 
 pytestmark = pytest.mark.slow
 

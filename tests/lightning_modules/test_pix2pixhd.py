@@ -10,8 +10,9 @@ import torch
 from datamodules import SyntheticScenesDataset
 from lightning_modules.base import constant_then_linear_decay
 from lightning_modules.stages import StageError
-from lightning_modules.tasks.common import build_module
-from lightning_modules.tasks.train import train
+from tasks.common import build_module
+from tasks.config import validate_config
+from tasks.train import train
 
 
 def _batch(n: int = 2, size: int = 16, seed: int = 0) -> dict:
@@ -151,7 +152,7 @@ def test_joint_stage_trains_g1_again(chained_checkpoints) -> None:
 
 def test_local_stage_without_global_checkpoint_is_a_clear_error(make_config) -> None:
     with pytest.raises(StageError, match=r"stage.init_from.*stage=global"):
-        build_module(make_config("stage=local"))
+        validate_config(make_config("stage=local"))
 
 
 def test_local_stage_with_missing_checkpoint_file(make_config) -> None:

@@ -125,16 +125,8 @@ def test_local_enhancer_loads_global_generator_body() -> None:
     torch.testing.assert_close(local.global_body(x), g1.features(x))
 
 
-def test_local_enhancer_load_global_generator() -> None:
-    local = small_local()
-    g1 = GlobalGenerator(input_nc=4, output_nc=3, ngf=8, n_downsampling=2, n_blocks=1)
-    local.load_global_generator(g1.state_dict())  # head.* is dropped
-    x = torch.randn(1, 4, 16, 16)
-    torch.testing.assert_close(local.global_body(x), g1.features(x))
-    with pytest.raises(RuntimeError):  # wrong G1 width
-        local.load_global_generator(GlobalGenerator(4, 3, ngf=4, n_downsampling=2, n_blocks=1).state_dict())
-    with pytest.raises(ValueError, match="body"):
-        local.load_global_generator({"head.1.weight": torch.zeros(1)})
+def _params(local: LocalEnhancer, part: str) -> list[nn.Parameter]:
+    return [p for m in local.part_modules()[part] for p in m.parameters()]
 
 
 def test_local_enhancer_global_features_reach_output() -> None:
@@ -143,7 +135,7 @@ def test_local_enhancer_global_features_reach_output() -> None:
     x = torch.randn(1, 4, 32, 32)
     before = local(x)
     with torch.no_grad():
-        for p in local.global_parameters():
+        for p in _params(local, "global"):
             p.add_(0.5 * torch.randn_like(p))
     after = local(x)
     assert not torch.allclose(before, after, atol=1e-4)
@@ -151,12 +143,12 @@ def test_local_enhancer_global_features_reach_output() -> None:
 
 def test_local_enhancer_parameter_groups_and_gradients() -> None:
     local = small_local()
-    global_ids = {id(p) for p in local.global_parameters()}
-    local_ids = {id(p) for p in local.local_parameters()}
+    global_ids = {id(p) for p in _params(local, "global")}
+    local_ids = {id(p) for p in _params(local, "local")}
     assert not global_ids & local_ids
     assert global_ids | local_ids == {id(p) for p in local.parameters()}
     local(torch.randn(2, 4, 16, 16)).square().mean().backward()
-    for group in (local.global_parameters(), local.local_parameters()):
+    for group in (_params(local, "global"), _params(local, "local")):
         params = list(group)
         assert all(p.grad is not None for p in params)
         assert sum(float(p.grad.abs().sum()) for p in params) > 0

@@ -12,7 +12,7 @@ from tests.conftest import compose_config
 @pytest.fixture(scope="session")
 def trained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
     """``checkpoints/last.ckpt`` of a 2-batch training run with the tiny test config (32x32, 16x16 in stage global)."""
-    from lightning_modules.tasks.train import train
+    from tasks.train import train
 
     run_dir = tmp_path_factory.mktemp("trained")
     train(compose_config(["callbacks.sample_grid.every_n_steps=0", "trainer.limit_val_batches=0",
@@ -25,7 +25,7 @@ def trained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def clustered_ckpt(trained_ckpt: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """``trained_ckpt`` with its feature bank filled by task=cluster_features (written to a temporary folder)."""
-    from lightning_modules.tasks.cluster_features import cluster_features
+    from tasks.pix2pixhd.cluster_features import cluster_features
 
     folder = tmp_path_factory.mktemp("clustered")
     cfg = compose_config(["task=cluster_features", f"task.ckpt_path={trained_ckpt}",

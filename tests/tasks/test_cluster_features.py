@@ -9,16 +9,16 @@ import pytest
 import torch
 
 from datamodules import SyntheticScenesDataset
-from lightning_modules.config import ConfigError, validate_config
-from lightning_modules.tasks.cluster_features import (
+from networks.encoder import instance_mean_features
+from tasks.common import build_datamodule, load_for_inference
+from tasks.config import ConfigError, validate_config
+from tasks.pix2pixhd.cluster_features import (
     centers_path,
     cluster_features,
     instance_classes,
     instance_feature_rows,
     kmeans_per_class,
 )
-from lightning_modules.tasks.common import build_datamodule, load_for_inference
-from networks.encoder import instance_mean_features
 
 # ------------------------------------------------------------------------------------------ kmeans_per_class
 

@@ -11,10 +11,10 @@ import os
 import pytest
 import torch
 
-from lightning_modules.config import ConfigError, validate_config
-from lightning_modules.tasks.common import build_datamodule, load_for_inference
-from lightning_modules.tasks.evaluate import test as run_test
-from lightning_modules.visualize import to_unit_range
+from datamodules.visualize import to_unit_range
+from tasks.common import build_datamodule, load_for_inference
+from tasks.config import ConfigError, validate_config
+from tasks.evaluate import test as run_test
 
 HUB = os.path.join(torch.hub.get_dir(), "checkpoints")
 ALEXNET = os.path.join(HUB, "alexnet-owt-7be5be79.pth")

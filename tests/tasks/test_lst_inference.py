@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from omegaconf import open_dict
 from PIL import Image
 
-from lightning_modules.config import ConfigError, validate_config
-from lightning_modules.photoreal import guided_filter
 from lightning_modules.stages import StageError
-from lightning_modules.tasks.common import build_module
-from lightning_modules.tasks.export import export
-from lightning_modules.tasks.stylize import (
+from networks.lst import LinearStylizer
+from tasks.common import build_module
+from tasks.config import ConfigError, validate_config
+from tasks.lst.export import export
+from tasks.lst.photoreal import guided_filter
+from tasks.lst.stylize import (
     content_style_grid,
     load_stylizer,
     read_image,
@@ -29,8 +30,7 @@ from lightning_modules.tasks.stylize import (
     stylize,
     stylize_one,
 )
-from lightning_modules.tasks.stylize_video import read_video, stylize_video, to_tensor, to_uint8, write_video
-from networks.lst import LinearStylizer
+from tasks.lst.stylize_video import read_video, stylize_video, to_tensor, to_uint8, write_video
 from tests.conftest import REPO_ROOT, TINY_LST, compose_config
 
 LEVEL = "r31"  # the lighter model keeps the tests fast; stride 4
@@ -254,7 +254,7 @@ def test_photoreal_filter_is_edge_preserving(stylizer, inputs, lst_ckpt, tmp_pat
 def test_stylize_with_a_checkpoint_from_training(inputs, tmp_path_factory) -> None:
     """The real chain: task=train stage=decoder, then stage=transform from it (1 batch each), then task=stylize on
     the transform run's last.ckpt (the run keeps the default stage=decoder: the checkpoint's stage is used)."""
-    from lightning_modules.tasks.train import train
+    from tasks.train import train
 
     root = tmp_path_factory.mktemp("trained_lst")
     quick = ["callbacks.sample_grid.every_n_steps=0", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
@@ -456,11 +456,11 @@ def test_wrong_checkpoints_and_models(lst_ckpt, inputs, tmp_path) -> None:
         stylize(stylize_cfg(tmp_path, p2p, c, s))
     with pytest.raises(StageError, match="'pix2pixhd' checkpoint"):
         export(lst_config(tmp_path / "run", "task=export", f"task.ckpt_path={p2p}"))
-    # task=stylize with the default model (pix2pixhd)
+    # task=stylize with the default model (pix2pixhd): stopped at start-up by the task's `models`
     cfg = compose_config(["task=stylize", f"task.ckpt_path={lst_ckpt}", f"task.content={c}", f"task.style={s}"],
                          tmp_path / "run")
-    with pytest.raises(ConfigError, match="add model=lst"):
-        stylize(cfg)
+    with pytest.raises(ConfigError, match="task=stylize does not run model=pix2pixhd; it runs model=lst"):
+        validate_config(cfg)
     # an LST checkpoint of the other level, and of the decoder stage
     with pytest.raises(ConfigError, match="model.level=r31"):
         stylize(stylize_cfg(tmp_path, lst_ckpt, c, s, "model.level=r41"))
@@ -507,7 +507,7 @@ def test_task_test_scores_lst_checkpoints_with_the_module_metrics(lst_ckpt, tmp_
     reconstruction MSE and PSNR (PSNR = -10 log10 of the clamped MSE, so at least -10 log10 of the recon MSE)."""
     import json
 
-    from lightning_modules.tasks.evaluate import test as run_test
+    from tasks.evaluate import test as run_test
 
     cfg = lst_config(tmp_path / "t", "task=test", "stage=transform", f"task.ckpt_path={lst_ckpt}", "logger=none")
     values = run_test(cfg)

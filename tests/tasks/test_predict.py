@@ -10,9 +10,9 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from lightning_modules.config import ConfigError, validate_config
-from lightning_modules.tasks.common import build_datamodule
-from lightning_modules.tasks.predict import parse_cluster_index, predict
+from tasks.common import build_datamodule
+from tasks.config import ConfigError, validate_config
+from tasks.predict import parse_cluster_index, predict
 
 
 def _write_inputs(folder) -> tuple[str, str]:

@@ -38,10 +38,12 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
+from datamodules.files import commit, temporary_path
 from datamodules.style_transfer import list_images
-from lightning_modules.config import ConfigError
-from lightning_modules.tasks.evaluate import inference_device
-from lightning_modules.tasks.stylize import (
+from datamodules.visualize import save_grid
+from tasks.common import inference_device
+from tasks.config import ConfigError
+from tasks.lst.stylize import (
     check_alpha,
     check_short_side,
     gather_images,
@@ -55,7 +57,6 @@ from lightning_modules.tasks.stylize import (
     stylize_one,
     task_value,
 )
-from lightning_modules.visualize import save_grid
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +181,10 @@ class VideoWriter:
         self.fps = _fraction(fps)
         self.codec = pick_codec(codec)
         self.crf = crf
-        root, ext = os.path.splitext(self.path)
+        _, ext = os.path.splitext(self.path)
         if not ext:
             raise ValueError(f"task.output={self.path} has no extension; use e.g. .mp4 or .mkv")
-        self._tmp = os.path.join(os.path.dirname(self.path) or ".", f".{os.path.basename(root)}.partial{ext}")
+        self._tmp = temporary_path(self.path, keep_extension=True)
         self._container = None
         self._stream = None
         self.size: tuple[int, int] | None = None  # (H, W) of the written frames
@@ -232,7 +233,7 @@ class VideoWriter:
             self._container.mux(packet)
         self._container.close()
         self._container = None
-        os.replace(self._tmp, self.path)
+        commit(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:

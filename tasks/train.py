@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from lightning_modules.stages import StageError, read_checkpoint
-from lightning_modules.tasks.common import (
+from tasks.common import (
     build_callbacks,
     build_datamodule,
     build_loggers,

@@ -43,8 +43,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from lightning_modules.tasks.stylize import load_stylizer, min_image_side, read_image
+from datamodules.files import atomic_path
 from networks.lst import LinearStylizer
+from tasks.lst.stylize import load_stylizer, min_image_side, read_image
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +121,9 @@ def _second_pair(content: Tensor, style: Tensor, stride: int) -> tuple[Tensor, T
 
 # ------------------------------------------------------------------------------------------- formats
 def export_torchscript(model: ExportableStylizer, example: tuple[Tensor, ...], path: str) -> None:
-    tmp = path + ".partial"
-    with _quiet_tracing():
+    with _quiet_tracing(), atomic_path(path, keep_extension=True) as tmp:
         traced = torch.jit.trace(model, example, check_trace=False)
         torch.jit.save(traced, tmp)
-    os.replace(tmp, path)
 
 
 def load_torchscript(path: str):
@@ -152,7 +151,6 @@ def require_onnx(dynamo: bool) -> None:
 
 def export_onnx(model: ExportableStylizer, example: tuple[Tensor, ...], path: str, dynamo: bool = False,
                 opset: int | None = None) -> None:
-    tmp = path + ".partial.onnx"
     kwargs: dict[str, Any] = {"input_names": INPUT_NAMES, "output_names": OUTPUT_NAMES, "dynamo": dynamo}
     if opset is not None:
         kwargs["opset_version"] = int(opset)
@@ -164,9 +162,8 @@ def export_onnx(model: ExportableStylizer, example: tuple[Tensor, ...], path: st
     else:
         kwargs["dynamic_axes"] = {"content": {2: "height", 3: "width"}, "style": {2: "style_height", 3: "style_width"},
                                   "stylized": {2: "height", 3: "width"}}
-    with _quiet_tracing():
+    with _quiet_tracing(), atomic_path(path, keep_extension=True) as tmp:
         torch.onnx.export(model, example, tmp, **kwargs)
-    os.replace(tmp, path)
 
 
 def load_onnx(path: str):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import torch
 from torchvision.utils import make_grid, save_image
+
+from datamodules.files import atomic_path
 
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
@@ -37,8 +38,6 @@ def image_grid(rows: Mapping[str, torch.Tensor], max_images: int = 4) -> torch.T
 
 def save_grid(grid: torch.Tensor, path: str) -> str:
     """Write a grid PNG atomically (write then rename)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp.png"
-    save_image(grid, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, keep_extension=True) as tmp:
+        save_image(grid, tmp)
     return path

@@ -17,14 +17,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_modules.tasks.common import build_datamodule, load_for_inference
-from lightning_modules.tasks.evaluate import (
-    inference_device,
-    require_checkpoint,
-    to_device,
-    warn_if_no_centres,
-)
-from lightning_modules.visualize import save_grid, to_unit_range
+from datamodules.visualize import save_grid, to_unit_range
+from tasks.common import build_datamodule, inference_device, load_for_inference, require_checkpoint, to_device
+from tasks.evaluate import warn_if_no_centres
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lightning_modules.config import ConfigError, validate_config
-from lightning_modules.tasks.common import build_datamodule, build_module, build_strategy
-from tests.conftest import CONF_DIR, compose_config
+from tasks.common import build_datamodule, build_module, build_strategy
+from tasks.config import CONF_DIR, ConfigError, validate_config
+from tests.conftest import compose_config
 
 
 def _options(group: str) -> list[str]:
@@ -52,7 +52,7 @@ def test_every_option_composes_and_resolves(group: str, tmp_path) -> None:
 
 @pytest.mark.parametrize("launcher", ["slurm", "local"])
 def test_launcher_configs_compose(launcher: str, tmp_path) -> None:
-    from lightning_modules.config import register_resolvers
+    from tasks.config import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

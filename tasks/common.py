@@ -7,22 +7,28 @@ import glob
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from datamodules.files import atomic_path, atomic_write_text
 from lightning_modules.base import SynthesisModule
 from lightning_modules.callbacks import AtomicCheckpointIO, PreemptionCheckpoint, slurm_restart_count
-from lightning_modules.stages import StageError, StageSpec, check_stage_start, read_checkpoint
+from lightning_modules.stages import StageError, read_checkpoint
 
 log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig, for_inference: bool = False) -> SynthesisModule:
     """Instantiate the paper's LightningModule from ``cfg.model.module`` (networks and losses included).
+
+    The stage's start (its previous checkpoint given and present) is checked once, at start-up, by
+    :func:`tasks.config.validate_config`.
 
     ``for_inference``: weights come from a checkpoint afterwards, so the stage's init checkpoint is skipped.
     """
@@ -32,8 +38,6 @@ def build_module(cfg: DictConfig, for_inference: bool = False) -> SynthesisModul
         with open_dict(module_cfg):
             module_cfg.stage.init_from = None
             module_cfg.stage.requires_init = False
-    else:
-        check_stage_start(StageSpec.from_config(OmegaConf.to_container(cfg.stage, resolve=True)))
     try:
         module = hydra.utils.instantiate(module_cfg, _convert_="partial")
     except InstantiationException as err:
@@ -100,10 +104,7 @@ def wandb_run_id(run_dir: str) -> str:
             return run_id
     run_id = uuid.uuid4().hex[:12]
     if getattr(rank_zero_only, "rank", 0) == 0:
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(run_id + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, run_id + "\n")
     return run_id
 
 
@@ -152,12 +153,10 @@ def _csv_step(row: dict[str, Any]) -> int | None:
 
 def _write_csv(path: str, rows: list[dict[str, Any]]) -> list[str]:
     keys = sorted(set().union(*rows)) if rows else []
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
     return keys
 
 
@@ -261,3 +260,27 @@ def load_for_inference(cfg: DictConfig, ckpt_path: str) -> SynthesisModule:
         )
     module.eval()
     return module
+
+
+# ------------------------------------------------------------------------------- inference helpers
+def require_checkpoint(cfg: DictConfig) -> str:
+    """``cfg.task.ckpt_path`` as a string, or a clear error naming the path when it is not a file."""
+    path = cfg.task.get("ckpt_path")
+    if path is None or not os.path.isfile(str(path)):
+        raise FileNotFoundError(
+            f"task.ckpt_path={path} does not exist; pass the path of a trained checkpoint "
+            f"(e.g. outputs/runs/<run>/checkpoints/last.ckpt)"
+        )
+    return str(path)
+
+
+def inference_device(cfg: DictConfig) -> torch.device:
+    """CUDA when available and the trainer config does not ask for the CPU."""
+    accelerator = str(cfg.get("trainer", {}).get("accelerator", "auto"))
+    if accelerator != "cpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -53,6 +55,20 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def compose_config(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = None) -> DictConfig:
+    """The config ``run.py`` would compose for ``overrides``, outside a Hydra run (notebooks, scripts, tests), with
+    ``paths.run_dir`` set to ``run_dir`` when given."""
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    overrides = list(overrides) + ([f"paths.run_dir={run_dir}"] if run_dir is not None else [])
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
 class ConfigError(ValueError):
     """A config that cannot work, reported at start-up."""
 
@@ -82,31 +98,16 @@ def validate_config(cfg: DictConfig) -> None:
         from lightning_modules.stages import StageSpec, check_stage_start
 
         check_stage_start(StageSpec.from_config(OmegaConf.to_container(cfg.stage, resolve=True)))
-    _validate_lst_inference(cfg)
-    for key in ("ckpt_path",):
-        # `key in cfg` is False for a ??? value, so test for "missing" first
-        if key in cfg.task.keys() and OmegaConf.is_missing(cfg.task, key):
-            raise ConfigError(
-                f"task={cfg.task.name} needs task.{key}=<path to a .ckpt> (e.g. outputs/runs/<run>/checkpoints/last.ckpt)"
-            )
-        if key in cfg.task and not os.path.isfile(str(cfg.task[key])):
-            raise ConfigError(f"task.{key}={cfg.task[key]} does not exist; pass the path of a trained checkpoint")
+    _validate_task_keys(cfg)
+    if cfg.task.get("ckpt_path") is not None and not os.path.isfile(str(cfg.task.ckpt_path)):
+        raise ConfigError(f"task.ckpt_path={cfg.task.ckpt_path} does not exist; pass the path of a trained checkpoint")
 
 
-# LST inference tasks: the keys each needs (besides task.ckpt_path), with what to pass
-_LST_INFERENCE_KEYS = {
-    "stylize": {"content": "an image file or folder", "style": "an image file or folder"},
-    "stylize_video": {"input": "a video file or a folder of frames", "style": "a style image"},
-    "export": {},
-}
-
-
-def _validate_lst_inference(cfg: DictConfig) -> None:
-    """task=stylize / stylize_video / export: their required keys set (``???`` or null)."""
-    task = cfg.task.name
-    if task not in _LST_INFERENCE_KEYS:
-        return
-    wanted = {"ckpt_path": "path to an LST checkpoint of stage transform", **_LST_INFERENCE_KEYS[task]}
-    for key, what in wanted.items():
-        if OmegaConf.is_missing(cfg.task, key) or cfg.task.get(key) is None:
-            raise ConfigError(f"task={task} needs task.{key}=<{what}>")
+def _validate_task_keys(cfg: DictConfig) -> None:
+    """Every ``???`` key of the task config must be set. A task names what to pass in its ``needs`` map
+    (``conf/task/<task>.yaml``); ``ckpt_path`` always means a trained checkpoint."""
+    hints = {"ckpt_path": "path to a trained .ckpt, e.g. outputs/runs/<run>/checkpoints/last.ckpt",
+             **dict(cfg.task.get("needs") or {})}
+    for key in cfg.task.keys():
+        if OmegaConf.is_missing(cfg.task, key) or (key in hints and cfg.task.get(key) is None):
+            raise ConfigError(f"task={cfg.task.name} needs task.{key}=<{hints.get(key, 'a value')}>")

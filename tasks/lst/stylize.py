@@ -13,7 +13,7 @@
 * ``task.short_side``: resize content and style so their shorter side has this many pixels (null = keep sizes).
   Any size works: the stylizer pads to the encoder stride and crops back.
 * ``task.photoreal``: post-filter each output with an edge-preserving guided filter guided by the content
-  (``task.guided_filter.radius`` / ``eps``; see ``lightning_modules/photoreal.py``). The paper's learned spatial
+  (``task.guided_filter.radius`` / ``eps``; see ``tasks/lst/photoreal.py``). The paper's learned spatial
   propagation network is NOT included; the guided filter is a training-free stand-in. The paper uses r31 for
   photo-realistic transfer (``model.level=r31`` with an r31 checkpoint).
 
@@ -43,13 +43,12 @@ from torchvision.utils import make_grid
 
 from datamodules.style_transfer import FolderImages, list_images
 from datamodules.transforms import verify_image
-from lightning_modules.config import ConfigError
-from lightning_modules.photoreal import SPN_NOTE, check_guided_filter_args, guided_filter
+from datamodules.visualize import save_grid
 from lightning_modules.stages import StageError, read_checkpoint
-from lightning_modules.tasks.common import load_for_inference
-from lightning_modules.tasks.evaluate import inference_device, require_checkpoint
-from lightning_modules.visualize import save_grid
 from networks.lst import LEVEL_STRIDE, LinearStylizer, StyleCode
+from tasks.common import inference_device, load_for_inference, require_checkpoint
+from tasks.config import ConfigError
+from tasks.lst.photoreal import SPN_NOTE, check_guided_filter_args, guided_filter
 
 log = logging.getLogger(__name__)
 
@@ -185,13 +184,9 @@ def inference_config(cfg: DictConfig, meta: Mapping[str, Any]) -> DictConfig:
 def load_stylizer(cfg: DictConfig, device: torch.device | str | None = None) -> LinearStylizer:
     """The :class:`LinearStylizer` (encoder + transform + decoder) of ``task.ckpt_path``, in eval mode.
 
-    Clear errors for: a run that is not ``model=lst``, a checkpoint of another model (e.g. pix2pixHD), a
+    Clear errors for: a checkpoint of another model (e.g. pix2pixHD), a
     ``decoder``-stage checkpoint (untrained transformation), and a checkpoint of another ``model.level``."""
     task = cfg.task.name
-    if cfg.model.name != "lst":
-        raise ConfigError(
-            f"task={task} runs Linear Style Transfer: add model=lst (this run has model={cfg.model.name})"
-        )
     task_value(cfg, "ckpt_path", "path to an LST checkpoint of stage transform")
     ckpt_path = require_checkpoint(cfg)
     meta = read_checkpoint(ckpt_path).get("condsynth", {})

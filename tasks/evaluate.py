@@ -25,8 +25,17 @@ from urllib.parse import urlparse
 import torch
 from omegaconf import DictConfig
 
-from lightning_modules.tasks.common import build_datamodule, build_loggers, build_trainer, load_for_inference
-from lightning_modules.visualize import colorize_labels, image_grid, save_grid, to_unit_range
+from datamodules.files import atomic_write_text
+from datamodules.visualize import colorize_labels, image_grid, save_grid, to_unit_range
+from tasks.common import (
+    build_datamodule,
+    build_loggers,
+    build_trainer,
+    inference_device,
+    load_for_inference,
+    require_checkpoint,
+    to_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +46,6 @@ LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "squeeze":
 FID_INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 )
-
-
-# ------------------------------------------------------------------------------------------- shared helpers
-def require_checkpoint(cfg: DictConfig) -> str:
-    """``cfg.task.ckpt_path`` as a string, or a clear error naming the path when it is not a file."""
-    path = cfg.task.get("ckpt_path")
-    if path is None or not os.path.isfile(str(path)):
-        raise FileNotFoundError(
-            f"task.ckpt_path={path} does not exist; pass the path of a trained checkpoint "
-            f"(e.g. outputs/runs/<run>/checkpoints/last.ckpt)"
-        )
-    return str(path)
-
-
-def inference_device(cfg: DictConfig) -> torch.device:
-    """CUDA when available and the trainer config does not ask for the CPU."""
-    accelerator = str(cfg.get("trainer", {}).get("accelerator", "auto"))
-    if accelerator != "cpu" and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
 def warn_if_no_centres(module: Any, feature_mode: str) -> None:
@@ -182,14 +167,6 @@ def metrics_table(values: Mapping[str, float], skipped: Mapping[str, str], order
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _log_to_loggers(cfg: DictConfig, values: Mapping[str, float]) -> None:
     loggers = build_loggers(cfg)
     for lg in loggers:
@@ -277,7 +254,7 @@ def test(cfg: DictConfig) -> dict[str, float]:
     run_dir = str(cfg.paths.run_dir)
     md = (f"# Test metrics\n\ncheckpoint: `{ckpt_path}`  \nmodel: {cfg.model.name} / stage {cfg.stage.name}, "
           f"dataset: {cfg.dataset.name}, {n_images} test images, feature_mode: {feature_mode}\n\n{table}")
-    _write_atomic(os.path.join(run_dir, "metrics.md"), md)
+    atomic_write_text(os.path.join(run_dir, "metrics.md"), md)
     report = {
         "metrics": values,
         "skipped": skipped,
@@ -288,7 +265,7 @@ def test(cfg: DictConfig) -> dict[str, float]:
         "stage": cfg.stage.name,
         "dataset": cfg.dataset.name,
     }
-    _write_atomic(os.path.join(run_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
+    atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
     _log_to_loggers(cfg, values)
     print(f"\ncondsynth: test metrics of {ckpt_path} ({n_images} images, feature_mode={feature_mode})")
     print(table)
@@ -310,12 +287,12 @@ def test_with_module_metrics(cfg: DictConfig, ckpt_path: str) -> dict[str, float
     table = metrics_table(values, {}, sorted(values))
     run_dir = str(cfg.paths.run_dir)
     if trainer.is_global_zero:
-        _write_atomic(os.path.join(run_dir, "metrics.md"),
+        atomic_write_text(os.path.join(run_dir, "metrics.md"),
                       f"# Test metrics\n\ncheckpoint: `{ckpt_path}`  \nmodel: {cfg.model.name} / stage "
                       f"{cfg.stage.name}, dataset: {cfg.dataset.name}\n\n{table}")
         report = {"metrics": values, "checkpoint": ckpt_path, "model": cfg.model.name, "stage": cfg.stage.name,
                   "dataset": cfg.dataset.name}
-        _write_atomic(os.path.join(run_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
+        atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
         print(f"\ncondsynth: test metrics of {ckpt_path}")
         print(table)
     return values

@@ -24,11 +24,10 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 
-from lightning_modules.callbacks import atomic_torch_save
+from datamodules.files import atomic_torch_save
 from lightning_modules.stages import read_checkpoint
-from lightning_modules.tasks.common import build_datamodule, load_for_inference
-from lightning_modules.tasks.evaluate import inference_device, require_checkpoint, to_device
 from networks.encoder import instance_mean_features
+from tasks.common import build_datamodule, inference_device, load_for_inference, require_checkpoint, to_device
 
 log = logging.getLogger(__name__)
 

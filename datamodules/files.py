@@ -1,0 +1,75 @@
+"""Atomic file writes: the one helper every checkpoint, report, image and export write goes through.
+
+A file is written under a temporary name next to its target, flushed to disk, then renamed over the target, so a
+kill at any moment leaves either the old file or the new one, never a half-written one under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+
+def temporary_path(path: str, keep_extension: bool = False) -> str:
+    """``<path>.tmp``; with ``keep_extension`` ``<dir>/.<stem>.partial<ext>`` (writers that pick the format from
+    the extension: PNG, ONNX, video containers)."""
+    if not keep_extension:
+        return path + ".tmp"
+    folder, name = os.path.split(path)
+    stem, ext = os.path.splitext(name)
+    return os.path.join(folder or ".", f".{stem}.partial{ext}")
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make a rename durable: a crash right after must not bring the old file back."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def commit(tmp: str, path: str) -> None:
+    """fsync ``tmp``, rename it over ``path`` and fsync the folder."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, keep_extension: bool = False) -> Iterator[str]:
+    """Yield a temporary path to write ``path``'s content to; on success it replaces ``path``, on an error it is
+    removed and ``path`` is left as it was."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = temporary_path(path, keep_extension)
+    try:
+        yield tmp
+        commit(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> str:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    return os.fspath(path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> str:
+    """torch.save to ``<path>.tmp`` then rename over ``path``: readers never see a partial file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+    return os.fspath(path)

@@ -1,0 +1,1 @@
+"""Linear Style Transfer's own tasks: ``stylize`` (images), ``stylize_video``, ``export``; ``photoreal`` filter."""
