@@ -1,11 +1,25 @@
-"""Shared LightningModule bases.
+"""Shared LightningModule bases and the module contract every paper follows.
 
-``SynthesisModule``: stage handling (freezing, init from the previous stage), the pix2pixHD learning-rate
-schedule (constant for ``niter`` epochs, then linear decay to zero over ``niter_decay``), optional EMA of the
-generator, sample-image hooks and checkpoint metadata. Papers without a discriminator (LST, X2Face) build on it.
+``SynthesisModule`` owns what every paper shares: stages (freezing, init from the previous stage's checkpoint),
+the training loop of a single-objective paper (``loss_terms`` -> sum -> log -> one optimizer step), optimizers
+and learning-rate schedules built from config factories, optional EMA of the generator, checkpoint metadata and
+frozen pretrained networks left out of checkpoints.
 
 ``GANModule``: manual optimisation with one discriminator step then one generator step per batch
 (``discriminator_loss`` / ``generator_loss`` hooks return a dict of named, already weighted terms).
+
+The contract a paper's module implements (what stages, tasks and callbacks call):
+
+* ``parts()``: part name -> modules; stage configs freeze and train parts by these names.
+* ``loss_terms(batch)`` (single objective) or ``prepare_batch`` / ``discriminator_loss`` / ``generator_loss``
+  (GAN): named, already weighted loss terms.
+* ``generate(batch, **options)``: the inference call tasks use (images in the module's output range).
+* ``sample_images(batch)``: named rows in [0, 1] for the sample grids.
+* ``summary_networks(h, w)``: (name, network, example inputs) for ``task=summary``.
+* ``frozen_pretrained()``: pretrained networks that never train (VGG, identity networks): kept in eval mode
+  and left out of checkpoints (rebuilt from their own weights at start-up).
+* ``paired_outputs``: True when ``generate`` has a pixel-aligned ground truth in the batch (``target_images``),
+  so ``task=test`` computes image metrics; otherwise it runs the module's ``test_step``.
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ from lightning_modules.stages import StageSpec, apply_freezing, load_stage_check
 log = logging.getLogger(__name__)
 
 
-def constant_then_linear_decay(niter: int, niter_decay: int):
+def constant_then_linear_decay(niter: int, niter_decay: int) -> Callable[[int], float]:
     """pix2pixHD schedule (official ``update_learning_rate``): factor 1 for ``niter`` epochs, then minus
     1/niter_decay per epoch, reaching 0 after ``niter + niter_decay`` epochs."""
 
@@ -37,17 +51,52 @@ def constant_then_linear_decay(niter: int, niter_decay: int):
     return factor
 
 
+def inverse_time_decay(decay: float) -> Callable[[int], float]:
+    """LST schedule (official ``adjust_learning_rate``): factor ``1 / (1 + step * decay)``."""
+
+    def factor(step: int) -> float:
+        return 1.0 / (1.0 + step * decay)
+
+    return factor
+
+
+# Scheduler factories for ``model.scheduler.factory`` (``_partial_: true``; the module passes the optimizer).
+def constant_then_linear(optimizer: torch.optim.Optimizer, niter: int = 100,
+                         niter_decay: int = 100) -> torch.optim.lr_scheduler.LRScheduler:
+    """pix2pixHD: constant lr for ``niter`` epochs, then linear decay to 0 over ``niter_decay`` (interval epoch)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, constant_then_linear_decay(int(niter), int(niter_decay)))
+
+
+def inverse_time(optimizer: torch.optim.Optimizer, decay: float = 1e-5) -> torch.optim.lr_scheduler.LRScheduler:
+    """LST: lr / (1 + step * decay) (interval step)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, inverse_time_decay(float(decay)))
+
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
 class SynthesisModule(pl.LightningModule):
-    """Base of every paper's module. Subclasses implement ``parts()``, the losses and ``sample_images``."""
+    """Base of every paper's module; see the module docstring for the contract.
+
+    ``optimizer``: a factory ``params -> Optimizer`` (a Hydra ``_partial_`` of e.g. ``torch.optim.Adam``).
+    ``scheduler``: ``{factory: optimizer -> LRScheduler, interval: epoch|step, monitor: <metric> (plateau)}`` or
+    None for a constant learning rate.
+    """
 
     model_name: str = ""
     #: the validation metric (lower is better) that ``task=train`` returns to Hydra sweepers
     sweep_metric: str = "val/loss"
+    #: ``generate`` has a pixel-aligned ground truth (``target_images``): ``task=test`` computes image metrics
+    paired_outputs: bool = False
 
-    def __init__(self, stage: Mapping[str, Any], optim: Mapping[str, Any], ema: Mapping[str, Any] | None = None):
+    def __init__(self, stage: Mapping[str, Any], optimizer: OptimizerFactory,
+                 scheduler: Mapping[str, Any] | None = None, ema: Mapping[str, Any] | None = None):
         super().__init__()
         self.stage_spec = StageSpec.from_config(stage)
-        self.optim_cfg = dict(optim)
+        if not callable(optimizer):
+            raise ValueError(f"model.optimizer must be a factory (a _partial_ optimizer config), got {optimizer!r}")
+        self.optimizer_factory = optimizer
+        self.scheduler_cfg = dict(scheduler or {})
         self.ema_cfg = dict(ema or {})
         self.run_config: dict[str, Any] | None = None  # the resolved Hydra config, stored in checkpoints
         self.generator_ema: AveragedModel | None = None
@@ -105,6 +154,8 @@ class SynthesisModule(pl.LightningModule):
         if spec.init_from is not None:
             load_stage_checkpoint(self, spec, expected_missing, expected_unused)
         apply_freezing(self.resolve_part, spec)
+        for m in self.frozen_pretrained():
+            m.requires_grad_(False)
         self._stage_ready = True
         self.train(self.training)  # frozen parts to eval now; Lightning keeps the modes it finds at fit start
         if self.ema_cfg.get("enabled") and self.ema_source() is not None:
@@ -124,7 +175,7 @@ class SynthesisModule(pl.LightningModule):
         drifting in parts that do not learn (once ``setup_stage`` has run)."""
         super().train(mode)
         if getattr(self, "_stage_ready", False):
-            for m in self.frozen_modules():
+            for m in self.frozen_modules() + self.frozen_pretrained():
                 m.eval()
         return self
 
@@ -153,25 +204,86 @@ class SynthesisModule(pl.LightningModule):
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.ema_source())
 
-    # --- schedule ------------------------------------------------------------------------------------
-    def make_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        factor = constant_then_linear_decay(int(self.optim_cfg.get("niter", 100)),
-                                            int(self.optim_cfg.get("niter_decay", 100)))
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    # --- the training loop of a single-objective paper --------------------------------------------------
+    def loss_terms(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Named, already weighted loss terms of one batch; their sum is minimised (single-objective papers)."""
+        raise NotImplementedError
 
-    # --- samples -------------------------------------------------------------------------------------
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        terms = self.loss_terms(batch)
+        loss = torch.stack(list(terms.values())).sum()
+        self.log_train_terms({**terms, "loss": loss}, batch_size(batch), progress_key="loss")
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.automatic_optimization and self.trainer is not None and self.trainer.optimizers:
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+
+    # --- optimizers and schedules (from config factories) --------------------------------------------
+    def optimizer_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """One optimizer per entry (in this order): its trainable parameters. Default: every part's."""
+        modules = [m for mods in self.parts().values() for m in mods]
+        return {"model": self.trainable_parameters(modules)}
+
+    def configure_optimizers(self) -> list[dict[str, Any]]:
+        groups = self.optimizer_parameters()
+        empty = [name for name, params in groups.items() if not params]
+        if len(empty) == len(groups) or (empty and empty[0] == next(iter(groups))):
+            raise ValueError(
+                f"stage '{self.stage_spec.name}' leaves no {empty[0]} parameter of model {self.model_name} trainable"
+            )
+        configs = []
+        for params in groups.values():
+            if not params:
+                continue
+            config: dict[str, Any] = {"optimizer": self.optimizer_factory(params)}
+            if self.scheduler_cfg.get("factory") is not None:
+                config["lr_scheduler"] = {
+                    "scheduler": self.scheduler_cfg["factory"](config["optimizer"]),
+                    "interval": str(self.scheduler_cfg.get("interval", "epoch")),
+                    "frequency": 1,
+                    **({"monitor": self.scheduler_cfg["monitor"]} if self.scheduler_cfg.get("monitor") else {}),
+                }
+            configs.append(config)
+        return configs
+
+    # --- samples and inference -----------------------------------------------------------------------
     def sample_images(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Named image rows in [0,1], [B,3,H,W] each (e.g. label | generated | real)."""
         raise NotImplementedError
 
-    # --- checkpoint metadata -------------------------------------------------------------------------
-    # Frozen pretrained loss networks (VGG, identity nets) are rebuilt from their own weights at start-up, so
-    # checkpoints leave them out (~80 MB for VGG19) and loading puts the current ones back.
-    non_persistent_prefixes: tuple[str, ...] = ("perceptual_loss.", "identity_loss.", "style_loss.")
+    def generate(self, batch: Mapping[str, Any], **options: Any) -> torch.Tensor:
+        """The inference call tasks use: the model's output for ``batch``."""
+        raise NotImplementedError
+
+    def to_unit_images(self, images: torch.Tensor) -> torch.Tensor:
+        """``generate``'s (and ``target_images``') range mapped to [0, 1] for metrics and files."""
+        return images.clamp(0, 1)
+
+    def target_images(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The ground truth ``generate`` is compared with (``paired_outputs`` models)."""
+        raise NotImplementedError
+
+    def summary_networks(self, h: int, w: int) -> list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]]:
+        """(name, network, example inputs) for every sub-network at input size ``h`` x ``w`` (``task=summary``)."""
+        raise NotImplementedError
+
+    # --- frozen pretrained networks and checkpoint metadata ------------------------------------------
+    def frozen_pretrained(self) -> list[nn.Module]:
+        """Pretrained networks that never train here (VGG loss networks, identity networks). They are rebuilt from
+        their own weights at start-up, so checkpoints leave them out (~80 MB for VGG19) and loading puts the
+        current ones back."""
+        return []
+
+    def non_persistent_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of :meth:`frozen_pretrained`."""
+        frozen = {id(m) for m in self.frozen_pretrained()}
+        return tuple(f"{name}." for name, m in self.named_modules() if name and id(m) in frozen)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
-        for key in [k for k in state if k.startswith(self.non_persistent_prefixes)]:
+        prefixes = self.non_persistent_prefixes()
+        for key in [k for k in state if prefixes and k.startswith(prefixes)]:
             del state[key]
         checkpoint["condsynth"] = {
             "model": self.model_name,
@@ -187,8 +299,9 @@ class SynthesisModule(pl.LightningModule):
 
     def restore_non_persistent(self, state: dict[str, Any]) -> dict[str, Any]:
         """Fill the keys ``on_save_checkpoint`` left out with this module's current values (in place)."""
+        prefixes = self.non_persistent_prefixes()
         for key, value in self.state_dict().items():
-            if key.startswith(self.non_persistent_prefixes) and key not in state:
+            if prefixes and key.startswith(prefixes) and key not in state:
                 state[key] = value
         return state
 
@@ -196,8 +309,9 @@ class SynthesisModule(pl.LightningModule):
 class GANModule(SynthesisModule):
     """Manual optimisation: a discriminator step, then a generator step, per batch."""
 
-    def __init__(self, stage: Mapping[str, Any], optim: Mapping[str, Any], ema: Mapping[str, Any] | None = None):
-        super().__init__(stage, optim, ema)
+    def __init__(self, stage: Mapping[str, Any], optimizer: OptimizerFactory,
+                 scheduler: Mapping[str, Any] | None = None, ema: Mapping[str, Any] | None = None):
+        super().__init__(stage, optimizer, scheduler, ema)
         self.automatic_optimization = False
 
     def generator_modules(self) -> list[nn.Module]:
@@ -216,17 +330,10 @@ class GANModule(SynthesisModule):
     def generator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def configure_optimizers(self):
-        lr = float(self.optim_cfg.get("lr", 2e-4))
-        betas = (float(self.optim_cfg.get("beta1", 0.5)), float(self.optim_cfg.get("beta2", 0.999)))
-        g_params = self.trainable_parameters(self.generator_modules())
-        d_params = self.trainable_parameters(self.discriminator_modules())
-        if not g_params:
-            raise ValueError(f"stage '{self.stage_spec.name}' leaves no generator parameter trainable")
-        opt_g = torch.optim.Adam(g_params, lr=lr, betas=betas)
-        opt_d = torch.optim.Adam(d_params, lr=lr, betas=betas) if d_params else None
-        optimizers = [opt_g] + ([opt_d] if opt_d is not None else [])
-        return optimizers, [self.make_scheduler(o) for o in optimizers]
+    def optimizer_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """G's optimizer first, then D's (official pix2pixHD: two Adams with the same settings)."""
+        return {"generator": self.trainable_parameters(self.generator_modules()),
+                "discriminator": self.trainable_parameters(self.discriminator_modules())}
 
     def _optimizers(self) -> tuple[Any, Any]:
         opts = self.optimizers()
@@ -278,19 +385,32 @@ class GANModule(SynthesisModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         opt_g, opt_d = self._optimizers()
         logs = self.gan_step(batch, opt_g, opt_d, backward=self.manual_backward, toggle=True)
-        self.log_train_terms(logs, self._batch_size(batch), progress_key="loss_G")
+        self.log_train_terms(logs, batch_size(batch), progress_key="loss_G")
+        if self.scheduler_cfg.get("interval") == "step":
+            self._step_schedulers()
 
     def on_train_epoch_end(self) -> None:
+        """Manual optimisation: Lightning does not step the schedulers, so the module does (per epoch by default)."""
+        if self.scheduler_cfg.get("interval", "epoch") == "epoch" and self._step_schedulers():
+            self.log("train/lr", self._optimizers()[0].param_groups[0]["lr"], sync_dist=True)
+
+    def _step_schedulers(self) -> bool:
         schedulers = self.lr_schedulers()
         if schedulers is None:
-            return
+            return False
+        monitor = self.scheduler_cfg.get("monitor")
         for sch in schedulers if isinstance(schedulers, list) else [schedulers]:
-            sch.step()
-        self.log("train/lr", self._optimizers()[0].param_groups[0]["lr"], sync_dist=True)
+            if monitor:
+                if monitor in self.trainer.callback_metrics:
+                    sch.step(self.trainer.callback_metrics[monitor])
+            else:
+                sch.step()
+        return True
 
-    @staticmethod
-    def _batch_size(batch: Mapping[str, Any]) -> int:
-        for v in batch.values():
-            if isinstance(v, torch.Tensor):
-                return int(v.shape[0])
-        return 1
+
+def batch_size(batch: Mapping[str, Any]) -> int:
+    """The batch dimension of the first tensor in ``batch``."""
+    for v in batch.values():
+        if isinstance(v, torch.Tensor):
+            return int(v.shape[0])
+    return 1

@@ -16,62 +16,58 @@ Optimiser (official Train.py): Adam(lr 1e-4) on the trainable parameters, lr / (
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.base import SynthesisModule
+from lightning_modules.base import OptimizerFactory, SynthesisModule
+from losses._frozen import build
 from networks.lst import LinearStylizer, LinearTransform, VGGDecoder, VGGEncoder, check_parts_fit
 
 
-def inverse_time_decay(decay: float):
-    """Official ``adjust_learning_rate``: factor ``1 / (1 + step * decay)``."""
-
-    def factor(step: int) -> float:
-        return 1.0 / (1.0 + step * decay)
-
-    return factor
-
-
 class LSTModule(SynthesisModule):
+    """``networks``: factories (Hydra ``_partial_``) of the ``encoder`` and ``decoder`` (given ``level``), the
+    ``transform`` (given the encoder's channels and ``matrix_size``) and the VGG-19 ``loss_network``, built in that
+    order. ``losses``: ``content`` and ``style`` (transform stage), ``pixel_weight`` and ``feature_weight``
+    (decoder stage)."""
+
     model_name = "lst"
     stride_owner = "encoder"
     size_fix_hint = "set dataset.crop_size to a multiple of {stride}"
-    # the loss network is rebuilt from its own (ImageNet) weights at start-up; the encoder is kept in
-    # checkpoints (it may be random offline, and the decoder and transformation are only valid with it)
-    non_persistent_prefixes = (*SynthesisModule.non_persistent_prefixes, "loss_network.")
 
     def __init__(
         self,
-        encoder: VGGEncoder,
-        decoder: VGGDecoder,
-        transform: LinearTransform,
-        loss_network: nn.Module,
-        style_loss: nn.Module,
-        content_loss: nn.Module,
+        networks: Mapping[str, Callable[..., nn.Module]],
+        losses: Mapping[str, Any],
         stage: Mapping[str, Any],
-        optim: Mapping[str, Any],
-        pixel_weight: float = 1.0,
-        feature_weight: float = 1.0,
+        optimizer: OptimizerFactory,
+        scheduler: Mapping[str, Any] | None = None,
+        level: str = "r41",
+        matrix_size: int = 32,
         ema: Mapping[str, Any] | None = None,
     ):
-        super().__init__(stage, optim, ema)
-        check_parts_fit(encoder, transform, decoder)
-        self.encoder = encoder
-        self.decoder = decoder
-        self.transform = transform
-        self.loss_network = loss_network
-        self.style_loss = style_loss
-        self.content_loss = content_loss
-        self.pixel_weight = float(pixel_weight)
-        self.feature_weight = float(feature_weight)
-        self.loss_network.requires_grad_(False)
+        super().__init__(stage, optimizer, scheduler, ema)
+        self.encoder: VGGEncoder = networks["encoder"](level=level)
+        self.decoder: VGGDecoder = networks["decoder"](level=level)
+        self.transform: LinearTransform = networks["transform"](in_channels=self.encoder.output_channels,
+                                                                matrix_size=int(matrix_size))
+        check_parts_fit(self.encoder, self.transform, self.decoder)
+        # the loss network is rebuilt from its own (ImageNet) weights at start-up; the encoder is kept in
+        # checkpoints (it may be random offline, and the decoder and transformation are only valid with it)
+        self.loss_network = build(networks["loss_network"])
+        self.style_loss = losses["style"]
+        self.content_loss = losses["content"]
+        self.pixel_weight = float(losses.get("pixel_weight", 1.0))
+        self.feature_weight = float(losses.get("feature_weight", 1.0))
         if self.stage_spec.name not in ("decoder", "transform"):
             raise ValueError(f"model lst has stages decoder and transform, not '{self.stage_spec.name}'")
         self.setup_stage()
+
+    def frozen_pretrained(self) -> list[nn.Module]:
+        return [self.loss_network]
 
     # --- parts ---------------------------------------------------------------------------------------
     def parts(self) -> dict[str, list[nn.Module]]:
@@ -126,16 +122,8 @@ class LSTModule(SynthesisModule):
         return self.transform_terms(batch["content"], batch["style"])
 
     # --- training ------------------------------------------------------------------------------------
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        terms, _ = self.compute_terms(batch)
-        loss = torch.stack(list(terms.values())).sum()
-        n = int(batch["content"].shape[0])
-        self.log_train_terms({**terms, "loss": loss}, n, progress_key="loss")
-        return loss
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer is not None and self.trainer.optimizers:
-            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+    def loss_terms(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        return self.compute_terms(batch)[0]
 
     def _evaluate(self, batch: Mapping[str, Any], prefix: str) -> None:
         terms, out = self.compute_terms(batch)
@@ -158,18 +146,15 @@ class LSTModule(SynthesisModule):
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def configure_optimizers(self):
-        params = self.trainable_parameters([self.encoder, self.decoder, self.transform])
-        if not params:
-            raise ValueError(f"stage '{self.stage_spec.name}' leaves no parameter of model lst trainable")
-        lr = float(self.optim_cfg.get("lr", 1e-4))
-        betas = (float(self.optim_cfg.get("beta1", 0.9)), float(self.optim_cfg.get("beta2", 0.999)))
-        optimizer = torch.optim.Adam(params, lr=lr, betas=betas)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, inverse_time_decay(float(self.optim_cfg.get("lr_decay", 1e-5))))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+    # --- inference, samples, summary -----------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, batch: Mapping[str, Any], alpha: float = 1.0) -> torch.Tensor:
+        """Stage transform: ``batch["content"]`` in the style of ``batch["style"]``; stage decoder: the content's
+        reconstruction. Images in [0, 1]."""
+        if self.is_decoder_stage:
+            return self.decoder(self.encoder(batch["content"])).clamp(0, 1)
+        return self.stylizer()(batch["content"], batch["style"], alpha)
 
-    # --- samples / summary ---------------------------------------------------------------------------
     @torch.no_grad()
     def sample_images(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         content = batch["content"]

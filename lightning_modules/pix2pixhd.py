@@ -2,9 +2,10 @@
 CVPR 2018) as a LightningModule.
 
 Input encoding (§3.3, §3.4): one-hot label map, instance boundary map, and optionally the instance-wise
-features of the encoder E concatenated to the generator's input. Objective (Eq. 4 + §3.2): LSGAN over the
-multi-scale discriminators, discriminator feature matching and VGG perceptual loss, each switchable (set the
-loss to null in the config) for the paper's ablations.
+features of the encoder E concatenated to the generator's input; the input channel counts of G, D and E follow
+from ``label_nc``, ``use_instance``, ``use_features`` and ``feat_num``. Objective (Eq. 4 + §3.2): the shared
+:class:`losses.ConditionalGANObjective` (LSGAN over the multi-scale discriminators, D feature matching and VGG
+perceptual loss, each switchable by setting it to null in the config for the paper's ablations).
 
 Stages: ``global`` (G1 alone, half resolution), ``local`` (G2 with G1 loaded from the global checkpoint and
 frozen), ``joint`` (all fine-tuned). At inference each instance's feature comes from the encoder on a real
@@ -13,56 +14,64 @@ image, or from the per-class K-means centres stored in this module's buffers (``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from datamodules.visualize import colorize_labels, to_unit_range
-from lightning_modules.base import GANModule
+from lightning_modules.base import GANModule, OptimizerFactory
+from losses.conditional_gan import ConditionalGANObjective
 from networks.label_encoding import instance_boundary_map, one_hot_labels
 
 FEATURE_MODES = ("encode", "random", "cluster", "zeros")
+log = logging.getLogger(__name__)
 
 
 class Pix2PixHDModule(GANModule):
+    """``networks``: factories (Hydra ``_partial_``) of ``global`` / ``local`` generators (the stage's
+    ``generator`` picks one), ``discriminator`` and ``encoder``; they get their channel counts here.
+    ``losses``: the conditional-GAN objective, or its factory (built after the networks)."""
+
     model_name = "pix2pixhd"
     sweep_metric = "val/l1"
+    paired_outputs = True
     stride_owner = "generator"
     size_fix_hint = ("set dataset.size_multiple={stride} (the datamodule then resizes) or pick an image_size "
                      "divisible by {stride}")
 
     def __init__(
         self,
-        generator: nn.Module,
-        discriminator: nn.Module,
-        adversarial_loss: nn.Module,
+        networks: Mapping[str, Callable[..., nn.Module]],
+        losses: ConditionalGANObjective | Callable[[], ConditionalGANObjective],
         label_nc: int,
         stage: Mapping[str, Any],
-        optim: Mapping[str, Any],
-        encoder: nn.Module | None = None,
-        feature_matching_loss: nn.Module | None = None,
-        perceptual_loss: nn.Module | None = None,
+        optimizer: OptimizerFactory,
+        scheduler: Mapping[str, Any] | None = None,
         use_instance: bool = True,
         use_features: bool = True,
         feat_num: int = 3,
         n_clusters: int = 10,
         ema: Mapping[str, Any] | None = None,
     ):
-        super().__init__(stage, optim, ema)
+        super().__init__(stage, optimizer, scheduler, ema)
         self.label_nc = int(label_nc)
         self.use_instance = bool(use_instance)
         self.use_features = bool(use_features)
         self.feat_num = int(feat_num)
-        self.netG = generator
-        self.netD = discriminator
-        self.netE = encoder if self.use_features else None
-        if self.use_features and encoder is None:
+        which = str(self.stage_spec.extra.get("generator", "global"))
+        if networks.get(which) is None:
+            raise ValueError(f"stage '{self.stage_spec.name}' uses generator '{which}', which "
+                             f"model.networks does not have (it has {sorted(networks)})")
+        if self.use_features and networks.get("encoder") is None:
             raise ValueError("model.use_features=true needs model.networks.encoder (pix2pixHD §3.4)")
-        self.adversarial_loss = adversarial_loss
-        self.feature_matching_loss = feature_matching_loss
-        self.perceptual_loss = perceptual_loss
+        self.netG = networks[which](input_nc=self.generator_input_nc, output_nc=3)
+        self.netD = networks["discriminator"](input_nc=self.label_input_nc + 3)  # D sees the label map and an image
+        self.netE = networks["encoder"](input_nc=3, output_nc=self.feat_num) if self.use_features else None
+        # built after G, D and E (as a factory) so that the VGG's initialisation never shifts theirs
+        self.objective = losses if isinstance(losses, nn.Module) else losses()
         # Per-class K-means centres of instance features (filled by task=cluster_features). Classes with no
         # centres have count 0 and get zero features: defined values, never uninitialised memory.
         self.register_buffer("feature_centers", torch.zeros(self.label_nc, int(n_clusters), self.feat_num))
@@ -75,7 +84,19 @@ class Pix2PixHDModule(GANModule):
             },
         )
 
+    @property
+    def label_input_nc(self) -> int:
+        """One-hot classes (+1 instance boundary map): D's condition and G's input before features."""
+        return self.label_nc + int(self.use_instance)
+
+    @property
+    def generator_input_nc(self) -> int:
+        return self.label_input_nc + (self.feat_num if self.use_features else 0)
+
     # --- parts ---------------------------------------------------------------------------------------
+    def frozen_pretrained(self) -> list[nn.Module]:
+        return self.objective.frozen_networks()
+
     def parts(self) -> dict[str, list[nn.Module]]:
         parts: dict[str, list[nn.Module]] = {"generator": [self.netG], "discriminator": [self.netD]}
         if hasattr(self.netG, "part_modules"):
@@ -194,41 +215,22 @@ class Pix2PixHDModule(GANModule):
         fake = self.netG(self.generator_input(label_map, feats))
         return {"label_map": label_map, "real": real, "fake": fake}
 
-    def _discriminate(self, label_map: torch.Tensor, image: torch.Tensor) -> list:
-        return self.netD(torch.cat([label_map, image], dim=1))
-
     def discriminator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
-        pred_fake = self._discriminate(step["label_map"], step["fake"].detach())
-        pred_real = self._discriminate(step["label_map"], step["real"])
-        step["pred_real"] = pred_real
-        return {
-            "D_fake": 0.5 * self.adversarial_loss(pred_fake, False, for_discriminator=True),
-            "D_real": 0.5 * self.adversarial_loss(pred_real, True, for_discriminator=True),
-        }
+        return self.objective.discriminator_terms(self.netD, step["label_map"], step["real"], step["fake"])
 
     def generator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
-        pred_fake = self._discriminate(step["label_map"], step["fake"])
-        terms = {"G_GAN": self.adversarial_loss(pred_fake, True, for_discriminator=False)}
-        if self.feature_matching_loss is not None:
-            with torch.no_grad():
-                pred_real = self._discriminate(step["label_map"], step["real"])
-            terms["G_GAN_Feat"] = self.feature_matching_loss(pred_fake, pred_real)
-        if self.perceptual_loss is not None:
-            terms["G_VGG"] = self.perceptual_loss(step["fake"], step["real"])
-        return terms
+        return self.objective.generator_terms(self.netD, step["label_map"], step["real"], step["fake"])
 
     # --- summary -------------------------------------------------------------------------------------
     def summary_networks(self, h: int, w: int) -> list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]]:
-        label_nc_in = self.label_nc + int(self.use_instance)
-        g_in = label_nc_in + (self.feat_num if self.use_features else 0)
         nets: list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]] = [
-            ("netG", self.netG, (torch.zeros(1, g_in, h, w),)),
-            ("netD", self.netD, (torch.zeros(1, label_nc_in + 3, h, w),)),
+            ("netG", self.netG, (torch.zeros(1, self.generator_input_nc, h, w),)),
+            ("netD", self.netD, (torch.zeros(1, self.label_input_nc + 3, h, w),)),
         ]
         if self.netE is not None:
             nets.append(("netE", self.netE, (torch.zeros(1, 3, h, w), torch.zeros(1, 1, h, w, dtype=torch.long))))
-        if self.perceptual_loss is not None and hasattr(self.perceptual_loss, "vgg"):
-            nets.append(("perceptual_loss.vgg", self.perceptual_loss.vgg, (torch.zeros(1, 3, h, w),)))
+        for vgg in self.objective.frozen_networks():
+            nets.append(("objective.perceptual.vgg", vgg, (torch.zeros(1, 3, h, w),)))
         return nets
 
     # --- inference -----------------------------------------------------------------------------------
@@ -242,14 +244,38 @@ class Pix2PixHDModule(GANModule):
         feature_mode: str = "encode",
         cluster_index: Mapping[int, int] | int | None = None,
         generator: torch.Generator | None = None,
+        feature_seed: int | None = None,
     ) -> torch.Tensor:
+        """G's output in [-1, 1] for the label (+ instance) maps of ``batch``, with instance features from
+        ``feature_mode`` (see :meth:`instance_features`); ``feature_seed`` seeds ``random`` features when no
+        ``generator`` is given (one seeded stream per module and seed, across calls)."""
+        if generator is None and feature_seed is not None:
+            streams = self.__dict__.setdefault("_feature_streams", {})
+            generator = streams.setdefault(int(feature_seed), torch.Generator().manual_seed(int(feature_seed)))
         label, inst = batch["label"], batch.get("inst")
         self.check_size(label)
         label_map = self.encode_label(label, inst)
         feats = None
         if self.use_features:
+            self._warn_if_no_centres(feature_mode)
             feats = self.instance_features(label, inst, batch.get("image"), feature_mode, cluster_index, generator)
         return self.inference_generator()(self.generator_input(label_map, feats))
+
+    def _warn_if_no_centres(self, feature_mode: str) -> None:
+        """random/cluster features come from the K-means centres; an unclustered model gives zero features."""
+        if feature_mode in ("random", "cluster") and int(self.feature_center_counts.sum()) == 0 \
+                and not getattr(self, "_warned_no_centres", False):
+            self._warned_no_centres = True
+            log.warning("feature_mode=%s but the checkpoint has no feature centres (every class gets zero "
+                        "features); run task=cluster_features on it first (pix2pixHD §3.4)", feature_mode)
+
+    def to_unit_images(self, images: torch.Tensor) -> torch.Tensor:
+        return to_unit_range(images)  # G ends in Tanh: [-1, 1]
+
+    def target_images(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        if "image" not in batch:
+            raise ValueError("the test split has no photos to compare with; task=test needs paired data")
+        return batch["image"]
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         fake = self.generate(batch, "encode")

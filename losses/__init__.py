@@ -1,6 +1,7 @@
 """Losses of condsynth: plain ``nn.Module``s / functions (no Lightning, no Hydra)."""
 
 from losses.adversarial import AdversarialLoss
+from losses.conditional_gan import ConditionalGANObjective
 from losses.feature_matching import FeatureMatchingLoss
 from losses.identity import IdentityLoss
 from losses.perceptual import DEFAULT_VGG_LAYER_WEIGHTS, VGGPerceptualLoss
@@ -9,6 +10,7 @@ from losses.temporal import TemporalConsistencyLoss, temporal_pairs
 
 __all__ = [
     "AdversarialLoss",
+    "ConditionalGANObjective",
     "ContentLoss",
     "DEFAULT_VGG_LAYER_WEIGHTS",
     "FeatureMatchingLoss",

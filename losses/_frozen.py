@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from torch import Tensor, nn
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def build(module: M | Callable[[], M]) -> M:
+    """``module`` itself, or what its factory (a Hydra ``_partial_``) builds. Modules build their pretrained networks
+    from factories after their trainable ones, so random initialisation happens in one fixed order."""
+    return module if isinstance(module, nn.Module) else module()
 
 
 def freeze(module: nn.Module) -> nn.Module:

@@ -7,13 +7,13 @@ Reference: pix2pixHD (Wang et al., CVPR 2018) §3.2 ("perceptual loss", Eq. 5 fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from losses._frozen import check_layers, freeze
+from losses._frozen import build, check_layers, freeze
 
 DEFAULT_VGG_LAYER_WEIGHTS: dict[str, float] = {
     "relu1_1": 1.0 / 32,
@@ -27,15 +27,17 @@ DEFAULT_VGG_LAYER_WEIGHTS: dict[str, float] = {
 class VGGPerceptualLoss(nn.Module):
     """``weight * sum_l w_l * L1mean(vgg(fake)[l], vgg(real)[l])`` (pix2pixHD VGGLoss).
 
-    ``vgg`` is any module returning a dict layer name -> Tensor (e.g. ``networks.vgg.VGG19Features``).
+    ``vgg`` is any module returning a dict layer name -> Tensor (e.g. ``networks.vgg.VGG19Features``), or a
+    factory of one (a Hydra ``_partial_``), built here.
     Its parameters are frozen and it is kept in eval mode; real features are computed under ``no_grad``.
     """
 
     def __init__(
-        self, vgg: nn.Module, layer_weights: Mapping[str, float] | None = None, weight: float = 10.0
+        self, vgg: nn.Module | Callable[[], nn.Module], layer_weights: Mapping[str, float] | None = None,
+        weight: float = 10.0,
     ) -> None:
         super().__init__()
-        self.vgg = freeze(vgg)
+        self.vgg = freeze(build(vgg))
         self.layer_weights = dict(DEFAULT_VGG_LAYER_WEIGHTS if layer_weights is None else layer_weights)
         if not self.layer_weights:
             raise ValueError("layer_weights must not be empty")

@@ -2,10 +2,15 @@
 
 from networks.blocks import ResnetBlock, get_norm_layer, padding_layers
 from networks.discriminators import MultiscaleDiscriminator, NLayerDiscriminator
-from networks.encoder import FeatureEncoder, instance_average_pool, instance_mean_features
-from networks.generators import GlobalGenerator, LocalEnhancer
 from networks.label_encoding import instance_boundary_map, one_hot_labels
 from networks.lst import CovarianceMatrixNet, LinearStylizer, LinearTransform, VGGDecoder, VGGEncoder
+from networks.pix2pixhd import (
+    FeatureEncoder,
+    GlobalGenerator,
+    LocalEnhancer,
+    instance_average_pool,
+    instance_mean_features,
+)
 from networks.vgg import VGG19_LAYERS, VGG19Features
 
 __all__ = [

@@ -64,7 +64,7 @@ def bench_one(model: str, stage: str, size: str, batch: int, steps: int, device:
             torch.nn.functional.cross_entropy(net(x), y).backward()
             opt.step()
     else:
-        overrides = [f"model={model}", f"stage={stage}", f"size={size}", "model.networks.vgg.weights=null"]
+        overrides = [f"model={model}", f"stage={stage}", f"size={size}", "model.losses.perceptual.vgg.weights=null"]
         cfg = compose_config(overrides, "/tmp/condsynth-bench")
         if cfg.stage.get("requires_init"):
             cfg.stage.requires_init = False  # benchmark the step, not the chaining
@@ -75,8 +75,7 @@ def bench_one(model: str, stage: str, size: str, batch: int, steps: int, device:
         ds = SyntheticScenesDataset(num_samples=batch, image_size=(h, w), label_nc=int(cfg.dataset.label_nc))
         items = [ds[i] for i in range(batch)]
         data = {k: torch.stack([it[k] for it in items]).to(device) for k in ("label", "inst", "image")}
-        opts = module.configure_optimizers()[0]
-        opt_g, opt_d = opts[0], opts[1]
+        opt_g, opt_d = [c["optimizer"] for c in module.configure_optimizers()]
 
         def step() -> None:
             module.gan_step(data, opt_g, opt_d)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark ``networks.encoder.instance_average_pool`` against a naive per-instance loop.
+"""Benchmark ``networks.pix2pixhd.instance_average_pool`` against a naive per-instance loop.
 
 The naive reference mirrors the official pix2pixHD ``Encoder.forward`` (``models/networks.py``): a Python
 loop over the unique instance ids, the batch items and the channels, averaging with fancy indexing. The
@@ -87,7 +87,7 @@ def run(
     """
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    from networks.encoder import instance_average_pool
+    from networks.pix2pixhd import instance_average_pool
 
     gen = torch.Generator().manual_seed(seed)
     inst = voronoi_instance_map(height, width, instances, batch=batch, generator=gen)
@@ -111,7 +111,7 @@ def run(
             **common,
         },
         {
-            "method": "networks.encoder.instance_average_pool",
+            "method": "networks.pix2pixhd.instance_average_pool",
             "mean_ms": fast_ms,
             "speedup": naive_ms / fast_ms,
             "max_abs_diff": max_diff,

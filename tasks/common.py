@@ -24,18 +24,24 @@ from lightning_modules.stages import StageError, read_checkpoint
 log = logging.getLogger(__name__)
 
 
+#: keys every model config has that are not constructor arguments: read by run names, validation, the datamodule
+MODEL_BOOKKEEPING_KEYS = ("name", "stages", "size_multiple")
+
+
 def build_module(cfg: DictConfig, for_inference: bool = False) -> SynthesisModule:
-    """Instantiate the paper's LightningModule from ``cfg.model.module`` (networks and losses included).
+    """Instantiate the paper's LightningModule from ``cfg.model`` (its constructor: ``_target_`` at the root,
+    networks, losses, optimizer and scheduler factories nested), leaving out the bookkeeping keys.
 
     The stage's start (its previous checkpoint given and present) is checked once, at start-up, by
     :func:`tasks.config.validate_config`.
 
     ``for_inference``: weights come from a checkpoint afterwards, so the stage's init checkpoint is skipped.
     """
-    module_cfg = cfg.model.module
-    if for_inference:
-        module_cfg = OmegaConf.create(OmegaConf.to_container(module_cfg, resolve=True))
-        with open_dict(module_cfg):
+    module_cfg = OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
+    with open_dict(module_cfg):
+        for key in MODEL_BOOKKEEPING_KEYS:
+            module_cfg.pop(key, None)
+        if for_inference:
             module_cfg.stage.init_from = None
             module_cfg.stage.requires_init = False
     try:

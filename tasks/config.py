@@ -10,12 +10,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 
-def _num(x: Any) -> int | float:
-    if isinstance(x, bool):
-        return int(x)
-    if isinstance(x, str):
-        return float(x) if "." in x else int(x)
-    return x
+def _pick(key: Any, table: Any) -> Any:
+    """``${cs.pick:<key>,{a: 1, b: 2}}``: the table's value for ``key`` (a per-option value without arithmetic)."""
+    table = OmegaConf.to_container(table) if OmegaConf.is_config(table) else dict(table)
+    if key not in table:
+        raise ConfigError(f"{key!r} is not one of {sorted(table)}")
+    return table[key]
 
 
 def _wandb_offline() -> bool:
@@ -44,8 +44,7 @@ def _gpus_per_node(accelerator: Any, devices: Any) -> int | None:
 def register_resolvers() -> None:
     """Idempotent: safe to call from run.py, tasks and tests."""
     resolvers = {
-        "cs.add": lambda *xs: sum(_num(x) for x in xs),
-        "cs.mul": lambda *xs: __import__("math").prod(_num(x) for x in xs),
+        "cs.pick": _pick,
         "cs.wandb_offline": _wandb_offline,
         "cs.devices": _devices,
         "cs.gpus_per_node": _gpus_per_node,
@@ -77,9 +76,10 @@ def validate_config(cfg: DictConfig) -> None:
     """Checks that need no data: model/stage pairing, required stage inputs, task arguments."""
     model, stage = cfg.model.name, cfg.stage.name
     valid = list(cfg.model.get("stages", []))
-    if cfg.stage.model != model or stage not in valid:
+    if cfg.stage.get("model") != model or stage not in valid:
+        owner = f" (it is a stage of {cfg.stage.model})" if cfg.stage.get("model") else ""
         raise ConfigError(
-            f"stage '{stage}' does not belong to model '{model}' (it is a '{cfg.stage.model}' stage). "
+            f"stage '{stage}' does not belong to model '{model}'{owner}: there is no conf/stages/{model}/{stage}.yaml. "
             f"Valid stages for model={model}: {valid}; e.g. python run.py model={model} stage={valid[0]}"
         )
     data_model = cfg.dataset.get("model")

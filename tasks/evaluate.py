@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig
 
 from datamodules.files import atomic_write_text
-from datamodules.visualize import colorize_labels, image_grid, save_grid, to_unit_range
+from datamodules.visualize import image_grid, save_grid
 from tasks.common import (
     build_datamodule,
     build_loggers,
@@ -46,21 +46,6 @@ LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "squeeze":
 FID_INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 )
-
-
-def warn_if_no_centres(module: Any, feature_mode: str) -> None:
-    """random/cluster features come from the K-means centres; an unclustered checkpoint gives zero features."""
-    counts = getattr(module, "feature_center_counts", None)
-    if (
-        getattr(module, "use_features", False)
-        and feature_mode in ("random", "cluster")
-        and counts is not None
-        and int(counts.sum()) == 0
-    ):
-        log.warning(
-            "feature_mode=%s but the checkpoint has no feature centres (every class gets zero features); "
-            "run task=cluster_features on it first (pix2pixHD §3.4)", feature_mode
-        )
 
 
 # ------------------------------------------------------------------------------------------ availability
@@ -177,65 +162,68 @@ def _log_to_loggers(cfg: DictConfig, values: Mapping[str, float]) -> None:
 
 
 class _GridWriter:
-    """Collect label | generated | real rows over batches; write grids of ``per_grid`` samples."""
+    """Collect the module's sample rows (``sample_images``, with the evaluated output as ``generated``) over batches;
+    write grids of ``per_grid`` samples."""
 
-    def __init__(self, folder: str, label_nc: int, per_grid: int = 4, max_grids: int = 2):
-        self.folder, self.label_nc = folder, label_nc
+    def __init__(self, folder: str, per_grid: int = 4, max_grids: int = 2):
+        self.folder = folder
         self.per_grid, self.max_grids = per_grid, max_grids
-        self.rows: dict[str, list[torch.Tensor]] = {"label": [], "generated": [], "real": []}
+        self.rows: dict[str, list[torch.Tensor]] = {}
         self.written: list[str] = []
 
-    def add(self, label: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> None:
-        if len(self.written) >= self.max_grids:
+    @property
+    def wants_more(self) -> bool:
+        return len(self.written) < self.max_grids
+
+    def add(self, rows: Mapping[str, torch.Tensor]) -> None:
+        if not self.wants_more:
             return
-        have = sum(t.shape[0] for t in self.rows["label"])
+        have = sum(t.shape[0] for t in next(iter(self.rows.values()), []))
         take = self.per_grid - have
-        self.rows["label"].append(colorize_labels(label[:take].cpu(), self.label_nc))
-        self.rows["generated"].append(fake[:take].cpu())
-        self.rows["real"].append(real[:take].cpu())
-        if have + min(take, label.shape[0]) >= self.per_grid:
+        for name, images in rows.items():
+            self.rows.setdefault(name, []).append(images[:take].cpu())
+        if have + min(take, next(iter(rows.values())).shape[0]) >= self.per_grid:
             self.flush()
 
     def flush(self) -> None:
-        if not self.rows["label"] or len(self.written) >= self.max_grids:
+        if not self.rows or not self.wants_more:
             return
         grid = image_grid({k: torch.cat(v) for k, v in self.rows.items()}, self.per_grid)
         self.written.append(save_grid(grid, os.path.join(self.folder, f"grid_{len(self.written):03d}.png")))
-        self.rows = {k: [] for k in self.rows}
+        self.rows = {}
 
 
 # -------------------------------------------------------------------------------------------------- task
 def test(cfg: DictConfig) -> dict[str, float]:
     """Evaluate ``task.ckpt_path`` on the test split; returns the computed metrics (skipped ones are absent).
 
-    Paired image-to-image models (pix2pixHD) get the image metrics above; a model without paired targets (LST)
-    is scored by its own ``test_step`` (see :func:`test_with_module_metrics`).
+    A model whose outputs have a pixel-aligned ground truth (``module.paired_outputs``, e.g. pix2pixHD) gets the
+    image metrics above, on ``module.generate(batch, **task.generate)`` against ``module.target_images(batch)``;
+    any other model is scored by its own ``test_step`` (see :func:`test_with_module_metrics`).
     """
     ckpt_path = require_checkpoint(cfg)
-    if cfg.model.name == "lst":
-        return test_with_module_metrics(cfg, ckpt_path)
+    module = load_for_inference(cfg, ckpt_path)
+    if not module.paired_outputs:
+        return test_with_module_metrics(cfg, ckpt_path, module)
     device = inference_device(cfg)
-    feature_mode = str(cfg.task.get("feature_mode", "encode"))
+    options = dict(cfg.task.get("generate") or {})
     datamodule = build_datamodule(cfg)
     metrics, skipped = build_metrics(cfg, device)
-    module = load_for_inference(cfg, ckpt_path).to(device)
-    warn_if_no_centres(module, feature_mode)
+    module = module.to(device)
     datamodule.setup("test")
     loader = datamodule.test_dataloader()
-    grids = _GridWriter(os.path.join(cfg.paths.run_dir, "test_samples"), int(cfg.model.label_nc),
+    grids = _GridWriter(os.path.join(cfg.paths.run_dir, "test_samples"),
                         max_grids=int(cfg.task.get("num_sample_grids", 2)))
-    generator = torch.Generator().manual_seed(int(cfg.task.get("feature_seed", 0)))
     n_images = 0
     with torch.no_grad():
         for batch in loader:
             batch = to_device(batch, device)
-            if "image" not in batch:
-                raise ValueError("the test split has no photos to compare with; task=test needs paired data")
-            fake = to_unit_range(module.generate(batch, feature_mode, generator=generator))
-            real = to_unit_range(batch["image"])
+            real = module.to_unit_images(module.target_images(batch))
+            fake = module.to_unit_images(module.generate(batch, **options))
             for name, metric in metrics.items():
                 _update(name, metric, fake, real)
-            grids.add(batch["label"], fake, real)
+            if grids.wants_more:
+                grids.add({**module.sample_images(batch), "generated": fake, "real": real})
             n_images += real.shape[0]
     grids.flush()
     if n_images == 0:
@@ -252,32 +240,32 @@ def test(cfg: DictConfig) -> dict[str, float]:
     order = [str(m).lower() for m in dict.fromkeys(cfg.task.get("metrics") or [])]
     table = metrics_table(values, skipped, order)
     run_dir = str(cfg.paths.run_dir)
+    shown = ", ".join(f"{k}={v}" for k, v in options.items()) or "the model's defaults"
     md = (f"# Test metrics\n\ncheckpoint: `{ckpt_path}`  \nmodel: {cfg.model.name} / stage {cfg.stage.name}, "
-          f"dataset: {cfg.dataset.name}, {n_images} test images, feature_mode: {feature_mode}\n\n{table}")
+          f"dataset: {cfg.dataset.name}, {n_images} test images, generate options: {shown}\n\n{table}")
     atomic_write_text(os.path.join(run_dir, "metrics.md"), md)
     report = {
         "metrics": values,
         "skipped": skipped,
         "num_images": n_images,
         "checkpoint": ckpt_path,
-        "feature_mode": feature_mode,
+        "generate": options,
         "model": cfg.model.name,
         "stage": cfg.stage.name,
         "dataset": cfg.dataset.name,
     }
     atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
     _log_to_loggers(cfg, values)
-    print(f"\ncondsynth: test metrics of {ckpt_path} ({n_images} images, feature_mode={feature_mode})")
+    print(f"\ncondsynth: test metrics of {ckpt_path} ({n_images} images, generate options: {shown})")
     print(table)
     print(f"  written: {os.path.join(run_dir, 'metrics.md')}, metrics.json, {len(grids.written)} grids in "
           f"{os.path.join(run_dir, 'test_samples')}")
     return values
 
 
-def test_with_module_metrics(cfg: DictConfig, ckpt_path: str) -> dict[str, float]:
+def test_with_module_metrics(cfg: DictConfig, ckpt_path: str, module: Any) -> dict[str, float]:
     """Run the module's ``test_step`` over the test split with a Lightning trainer (LST: reconstruction MSE and
     PSNR for stage decoder, style and content losses for stage transform) and write ``metrics.json``/``.md``."""
-    module = load_for_inference(cfg, ckpt_path)
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg))
     results = trainer.test(module, datamodule=datamodule, verbose=False)

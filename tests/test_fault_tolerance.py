@@ -200,7 +200,7 @@ def test_same_seed_gives_the_same_first_losses(make_config, tmp_path: Path) -> N
 def test_submitit_local_sweep_without_a_cluster(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = _run(["-m", *TINY_PIX2PIXHD, "hydra/launcher=local", f"hydra.sweep.dir={sweep}",
-                 "model.optim.lr=1e-4,2e-4"], timeout=600)
+                 "model.optimizer.lr=1e-4,2e-4"], timeout=600)
     logs = "\n".join(Path(f).read_text()[-2000:] for f in glob.glob(str(sweep / ".submitit" / "*" / "*_log.*")))
     assert proc.returncode == 0, f"{proc.stderr[-3000:]}\n{logs}"
     lrs = []
@@ -243,7 +243,7 @@ def test_ddp_lst_transform_stage_with_frozen_encoder_and_decoder(tmp_path: Path)
     every transform parameter stepped once per batch, validation metrics synced across ranks."""
     from tests.conftest import TINY_LST
 
-    lst = [*TINY_LST, "model.level=r31", "size.lst.num_train=8"]  # 2 batches of 2 per rank
+    lst = [*TINY_LST, "model.level=r31", "dataset.num_train=8"]  # 2 batches of 2 per rank
     dec_dir, run_dir = tmp_path / "decoder", tmp_path / "transform"
     first = _run([*lst, f"hydra.run.dir={dec_dir}", "trainer.limit_train_batches=1"])
     assert first.returncode == 0, first.stderr[-3000:]

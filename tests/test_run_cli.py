@@ -39,7 +39,7 @@ def test_train_writes_checkpoints_and_sample_grids(tmp_path) -> None:
 def test_multirun_sweep_two_values(tmp_path) -> None:
     sweep = tmp_path / "sweep"
     args = [a for a in _tiny(tmp_path / "unused") if not a.startswith("hydra.run.dir")]
-    proc = _run(["-m", *args, "model.optim.lr=1e-4,2e-4", f"hydra.sweep.dir={sweep}"])
+    proc = _run(["-m", *args, "model.optimizer.lr=1e-4,2e-4", f"hydra.sweep.dir={sweep}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     for job in ("0", "1"):
         assert os.path.isfile(sweep / job / "checkpoints" / "last.ckpt"), os.listdir(sweep)
@@ -76,7 +76,7 @@ def test_local_stage_without_checkpoint_fails_before_training(tmp_path) -> None:
 def test_summary_prints_every_subnetwork(tmp_path) -> None:
     proc = _run([*_tiny(tmp_path / "run"), "task=summary", "stage=local"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("netG", "netD", "netE", "perceptual_loss.vgg", "LocalEnhancer"):
+    for name in ("netG", "netD", "netE", "objective.perceptual.vgg", "LocalEnhancer"):
         assert name in proc.stdout
     assert "1x12x32x32 -> 1x3x32x32" in proc.stdout  # 8 labels + boundary + 3 features -> RGB
 

@@ -154,7 +154,7 @@ def _stage_config(stage: str, stored: Mapping[str, Any]) -> Any:
     stored_stage = stored.get("stage")
     if isinstance(stored_stage, Mapping) and stored_stage.get("name") == stage:
         return OmegaConf.create(dict(stored_stage))
-    path = CONF_DIR / "stage" / f"{stage}.yaml"
+    path = CONF_DIR / "stages" / "lst" / f"{stage}.yaml"
     if not path.is_file():
         raise StageError(f"the checkpoint's stage '{stage}' has no config ({path})")
     stage_cfg = OmegaConf.load(path)
@@ -176,8 +176,8 @@ def inference_config(cfg: DictConfig, meta: Mapping[str, Any]) -> DictConfig:
         for key in ("weights", "weights_path", "vgg19_path"):
             if key in encoder:
                 encoder[key] = None
-        if "loss_network" in cfg.model.module:  # training only (and left out of checkpoints): not built here
-            cfg.model.module.loss_network = {"_target_": "torch.nn.Identity"}
+        # training only (and left out of checkpoints): not built here
+        cfg.model.networks.loss_network = {"_target_": "torch.nn.Identity", "_partial_": True}
     return cfg
 
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Subset
 
 from datamodules.files import atomic_torch_save
 from lightning_modules.stages import read_checkpoint
-from networks.encoder import instance_mean_features
+from networks.pix2pixhd import instance_mean_features
 from tasks.common import build_datamodule, inference_device, load_for_inference, require_checkpoint, to_device
 
 log = logging.getLogger(__name__)

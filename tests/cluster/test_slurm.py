@@ -82,7 +82,7 @@ def test_sweep_of_two_ddp_jobs(slurm_cluster: str, tmp_path: Path) -> None:
     """`-m` with 2 values: 2 SLURM jobs (an array), each 2 tasks = one 2-rank DDP training, each in its own subdir."""
     sweep = tmp_path / "sweep"
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "run.py", *_slurm_args(slurm_cluster, sweep), "model.optim.lr=1e-4,2e-4"],
+    proc = subprocess.run([sys.executable, "run.py", *_slurm_args(slurm_cluster, sweep), "model.optimizer.lr=1e-4,2e-4"],
                           cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
     wall = time.monotonic() - start
     print(f"\nSLURM sweep of 2 DDP jobs: {wall:.1f} s wall")
@@ -125,7 +125,7 @@ def test_preempted_job_is_requeued_and_resumes_at_the_same_step(slurm_cluster: s
     batch boundary, submitit requeues it, and the requeued job resumes at that global step and optimizer state."""
     sweep = tmp_path / "sweep"
     epochs, batches = 30, 4  # 16 samples / 2 ranks / batch 1, 4 batches per epoch: 120 batches, 240 optimizer steps
-    args = [*_slurm_args(slurm_cluster, sweep), "model.optim.lr=2e-4", "dataset.num_train=16",
+    args = [*_slurm_args(slurm_cluster, sweep), "model.optimizer.lr=2e-4", "dataset.num_train=16",
             f"trainer.limit_train_batches={batches}", f"trainer.max_epochs={epochs}",
             "callbacks.sample_grid.every_n_steps=1000", "hydra.launcher.max_num_timeout=2"]
     start = time.monotonic()

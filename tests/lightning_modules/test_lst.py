@@ -55,7 +55,7 @@ def test_decoder_stage_trains_only_the_decoder(tmp_path) -> None:
     grads = _grads(module)
     assert all(g is not None and g.abs().sum() > 0 for g in grads["decoder"])
     assert all(g is None for g in grads["encoder"] + grads["transform"])
-    opt = module.configure_optimizers()["optimizer"]
+    opt = module.configure_optimizers()[0]["optimizer"]
     assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in module.decoder.parameters()}
 
 
@@ -73,13 +73,13 @@ def test_transform_stage_trains_only_the_transform(decoder_ckpt, tmp_path) -> No
     assert all(g is not None for g in grads["transform"])
     assert any(g.abs().sum() > 0 for g in grads["transform"])
     assert all(p.grad is None for p in module.loss_network.parameters())
-    opt = module.configure_optimizers()["optimizer"]
+    opt = module.configure_optimizers()[0]["optimizer"]
     assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in module.transform.parameters()}
 
 
 def test_lr_schedule_is_the_official_inverse_decay(tmp_path) -> None:
-    module = build_module(_cfg(tmp_path, "model.optim.lr=2e-4"))
-    conf = module.configure_optimizers()
+    module = build_module(_cfg(tmp_path, "model.optimizer.lr=2e-4"))
+    conf = module.configure_optimizers()[0]
     assert conf["lr_scheduler"]["interval"] == "step"
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     assert opt.param_groups[0]["lr"] == pytest.approx(2e-4)
@@ -92,22 +92,27 @@ def test_lr_schedule_is_the_official_inverse_decay(tmp_path) -> None:
 def test_paper_defaults_at_size_paper(tmp_path) -> None:
     cfg = compose_config(["model=lst", "size=paper"], tmp_path, tiny=False)
     m, d = cfg.model, cfg.dataset
-    assert (m.level, m.matrix_size, m.feature_channels, m.size_multiple) == ("r41", 32, 512, 8)
-    assert (m.optim.lr, m.optim.lr_decay) == (1e-4, 1e-5)
+    assert (m.level, m.matrix_size, m.size_multiple) == ("r41", 32, 8)
+    assert (m.optimizer.lr, m.scheduler.factory.decay, m.scheduler.interval) == (1e-4, 1e-5, "step")
     assert (m.losses.content.layer, m.losses.content.weight) == ("relu4_1", 1.0)
     assert (list(m.losses.style.layers), m.losses.style.weight) == (["relu1_1", "relu2_1", "relu3_1", "relu4_1"], 0.02)
     assert (d.batch_size, d.load_size, d.crop_size, list(d.image_size)) == (8, 256, 256, [256, 256])
     assert (cfg.stage.name, cfg.dataset.name) == ("decoder", "synthetic_styles")
-    r31 = compose_config(["model=lst", "size=paper", "model.level=r31"], tmp_path, tiny=False).model
-    assert (r31.feature_channels, r31.size_multiple, r31.networks.transform.in_channels) == (256, 4, 256)
+    randomly = ["model.networks.encoder.weights=null", "model.networks.loss_network.weights=null"]
+    for level, channels, stride in (("r31", 256, 4), ("r41", 512, 8)):
+        cfg = compose_config(["model=lst", "size=paper", f"model.level={level}", *randomly], tmp_path, tiny=False)
+        module = build_module(cfg)  # channel counts follow the level in Python, not in the YAML
+        assert (module.encoder.output_channels, module.transform.in_channels) == (channels, channels)
+        assert cfg.model.size_multiple == stride == module.total_stride
+        assert module.transform.matrix_size == 32
 
 
 def test_decoder_fit_lowers_reconstruction_error(tmp_path) -> None:
     torch.manual_seed(0)
-    module = build_module(_cfg(tmp_path, "model.level=r31", "model.optim.lr=3e-4"))
+    module = build_module(_cfg(tmp_path, "model.level=r31", "model.optimizer.lr=3e-4"))
     module.train()
     x = _images("content", 2, 16)
-    opt = module.configure_optimizers()["optimizer"]
+    opt = module.configure_optimizers()[0]["optimizer"]
     with torch.no_grad():
         before = float(module.decoder_terms(x)[0]["pixel"])
     for _ in range(150):
@@ -131,15 +136,15 @@ def test_transform_fit_lowers_the_style_loss(tmp_path) -> None:
     starts past it (both covariance heads' fc scaled x30, T ~ 1) and checks that the transform stage then lowers the
     style loss through the frozen decoder."""
     torch.manual_seed(0)
-    dec = build_module(_cfg(tmp_path, "model.level=r31", "model.optim.lr=1e-3"))
+    dec = build_module(_cfg(tmp_path, "model.level=r31", "model.optimizer.lr=1e-3"))
     content, style = _images("content", 1, 16), _images("style", 1, 16, first=2)
     dec.train()
-    opt = dec.configure_optimizers()["optimizer"]
+    opt = dec.configure_optimizers()[0]["optimizer"]
     for _ in range(60):
         opt.zero_grad()
         sum(dec.decoder_terms(torch.cat([content, style]))[0].values()).backward()
         opt.step()
-    module = build_module(_cfg(tmp_path, "model.level=r31", "model.optim.lr=1e-3", "stage=transform",
+    module = build_module(_cfg(tmp_path, "model.level=r31", "model.optimizer.lr=1e-3", "stage=transform",
                                "stage.requires_init=false"))
     module.load_state_dict(dec.state_dict())
     module.apply_stage_freezing()
@@ -149,7 +154,7 @@ def test_transform_fit_lowers_the_style_loss(tmp_path) -> None:
             head.fc.bias.mul_(30.0)
     decoder_before = {k: v.clone() for k, v in module.decoder.state_dict().items()}
     module.train()
-    opt = module.configure_optimizers()["optimizer"]
+    opt = module.configure_optimizers()[0]["optimizer"]
     with torch.no_grad():
         before = float(module.transform_terms(content, style)[0]["style"])
     for _ in range(40):
@@ -219,7 +224,7 @@ def test_sample_rows(decoder_ckpt, tmp_path) -> None:
 
 @pytest.mark.parametrize("level,channels,side", [("r31", 256, 8), ("r41", 512, 4)])
 def test_summary_for_both_levels(level: str, channels: int, side: int, tmp_path) -> None:
-    cfg = _cfg(tmp_path, "task=summary", f"model.level={level}", "size.lst.load_size=32", "size.lst.crop_size=32")
+    cfg = _cfg(tmp_path, "task=summary", f"model.level={level}", "dataset.load_size=32", "dataset.crop_size=32")
     rows = {r["name"]: r for r in summarize(cfg)}
     assert list(rows) == ["encoder", "transform", "decoder", "loss_network"]
     assert rows["encoder"]["output"] == f"1x{channels}x{side}x{side}"

@@ -122,7 +122,7 @@ def test_local_stage_freezes_g1_and_loads_it(chained_checkpoints, make_config) -
     assert any(p.grad is not None for p in module.netG.local_up.parameters())
     # the optimizer holds no frozen parameter
     module.trainer = None
-    opt_g = module.configure_optimizers()[0][0]
+    opt_g = module.configure_optimizers()[0]["optimizer"]
     frozen = {id(p) for p in module.netG.global_body.parameters()}
     assert not any(id(p) in frozen for g in opt_g.param_groups for p in g["params"])
 
@@ -144,7 +144,7 @@ def test_joint_stage_trains_g1_again(chained_checkpoints) -> None:
                and not torch.equal(loc["state_dict"][k], joint["state_dict"][k])]
     assert changed, "joint fine-tuning must update G1"
     assert "optimizer_states" in joint and len(joint["optimizer_states"]) == 2
-    assert not any(k.startswith("perceptual_loss.") for k in joint["state_dict"])  # frozen VGG left out
+    assert not any(k.startswith("objective.perceptual.") for k in joint["state_dict"])  # frozen VGG left out
     stored = joint["condsynth"]["config"]  # the resolved config travels with the weights
     assert stored["stage"]["name"] == "joint" and stored["model"]["networks"]["global"]["ngf"] == 8
     assert stored["stage"]["init_from"] == chained_checkpoints["local"]
@@ -197,9 +197,9 @@ def test_ema_tracks_generator(make_config) -> None:
 def test_fit_on_fixed_batch_lowers_generator_l1(make_config) -> None:
     """The full objective (LSGAN + feature matching + VGG) on one fixed batch drives G's L1 down to a target."""
     torch.manual_seed(0)
-    module = build_module(make_config("model.optim.lr=2e-3"))
+    module = build_module(make_config("model.optimizer.lr=2e-3"))
     batch = _batch(n=1, size=16, seed=3)
-    opt_g, opt_d = [o for o in module.configure_optimizers()[0]]
+    opt_g, opt_d = [c["optimizer"] for c in module.configure_optimizers()]
 
     def l1() -> float:
         with torch.no_grad():
@@ -216,7 +216,7 @@ def test_training_step_logs_every_term_averaged_over_ranks(make_config, monkeypa
     """Under DDP every rank sees other data: each train/<term> is logged with sync_dist so the curve is the mean
     over ranks (and the D and G terms are all there)."""
     module = build_module(make_config())
-    opt_g, opt_d = module.configure_optimizers()[0]
+    opt_g, opt_d = [c["optimizer"] for c in module.configure_optimizers()]
     monkeypatch.setattr(module, "_optimizers", lambda: (opt_g, opt_d))
     monkeypatch.setattr(module, "manual_backward", lambda loss: loss.backward())
     monkeypatch.setattr(module, "toggle_optimizer", lambda opt: None)  # needs a Trainer; gan_step is tested apart

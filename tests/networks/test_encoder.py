@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from networks.encoder import FeatureEncoder, instance_average_pool, instance_mean_features
+from networks.pix2pixhd import FeatureEncoder, instance_average_pool, instance_mean_features
 
 
 def naive_instance_average_pool(features: torch.Tensor, inst: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from networks.generators import GlobalGenerator, LocalEnhancer
+from networks.pix2pixhd import GlobalGenerator, LocalEnhancer
 
 
 def conv_params(k: int, c_in: int, c_out: int) -> int:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from datamodules import SyntheticScenesDataset
-from networks.encoder import instance_mean_features
+from networks.pix2pixhd import instance_mean_features
 from tasks.common import build_datamodule, load_for_inference
 from tasks.config import ConfigError, validate_config
 from tasks.pix2pixhd.cluster_features import (

@@ -19,18 +19,35 @@ def _options(group: str) -> list[str]:
 
 
 def _model_for(group: str, option: str) -> str | None:
-    """The model a stage/dataset option belongs to (``model:`` in a stage file, ``default_for_<model>``)."""
+    """The model a dataset option belongs to (its ``model:`` key, or ``default_for_<model>``)."""
     if option.startswith("default_for_"):
         return option[len("default_for_"):]
-    if group in ("stage", "dataset"):
-        data = OmegaConf.load(os.path.join(CONF_DIR, group, f"{option}.yaml"))
-        return data.get("model")
+    if group == "dataset":
+        return OmegaConf.load(os.path.join(CONF_DIR, group, f"{option}.yaml")).get("model")
     return None
+
+
+def _paper_stages() -> list[tuple[str, str]]:
+    """(model, stage) for every stage definition conf/stages/<model>/<stage>.yaml."""
+    folder = os.path.join(CONF_DIR, "stages")
+    return [(m, s) for m in sorted(os.listdir(folder)) for s in _options(os.path.join("stages", m))]
+
+
+@pytest.mark.parametrize(("model", "stage"), _paper_stages())
+def test_every_stage_of_every_model_composes(model: str, stage: str, tmp_path) -> None:
+    cfg = compose_config([f"model={model}", f"stage={stage}"], tmp_path, tiny=model == "pix2pixhd")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["model"]["name"] == model and resolved["stage"]["model"] == model
+    assert resolved["stage"]["name"] in resolved["model"]["stages"]
+    if stage != "default":
+        assert resolved["stage"]["name"] == stage
+    else:
+        assert resolved["stage"]["name"] == resolved["model"]["stages"][0]
 
 
 @pytest.mark.parametrize(
     "group",
-    ["task", "model", "stage", "dataset", "trainer", "strategy", "logger", "callbacks", "paths", "size", "experiment"],
+    ["task", "model", "dataset", "trainer", "strategy", "logger", "callbacks", "paths", "size", "experiment"],
 )
 def test_every_option_composes_and_resolves(group: str, tmp_path) -> None:
     options = _options(group)
@@ -46,8 +63,6 @@ def test_every_option_composes_and_resolves(group: str, tmp_path) -> None:
         resolved = OmegaConf.to_container(cfg, resolve=True)
         expected = option if group == "model" else (model or "pix2pixhd")
         assert resolved["model"]["name"] == expected
-        if group == "stage" and not option.startswith("default_for_"):
-            assert resolved["stage"]["name"] == option
 
 
 @pytest.mark.parametrize("launcher", ["slurm", "local"])
@@ -116,5 +131,5 @@ def test_paper_defaults_in_model_config(tmp_path) -> None:
     assert (net.encoder.nef, net.encoder.n_downsampling, cfg.model.feat_num) == (16, 4, 3)
     assert cfg.model.losses.feature_matching.lambda_feat == 10.0
     assert cfg.model.losses.adversarial.mode == "lsgan"
-    assert (cfg.model.optim.lr, cfg.model.optim.beta1) == (2e-4, 0.5)
+    assert (cfg.model.optimizer.lr, cfg.model.optimizer.betas[0]) == (2e-4, 0.5)
     assert cfg.stage.resolution_scale == 0.5

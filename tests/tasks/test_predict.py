@@ -12,7 +12,7 @@ from PIL import Image
 
 from tasks.common import build_datamodule
 from tasks.config import ConfigError, validate_config
-from tasks.predict import parse_cluster_index, predict
+from tasks.pix2pixhd.predict import parse_cluster_index, predict
 
 
 def _write_inputs(folder) -> tuple[str, str]:

@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules.visualize import save_grid, to_unit_range
 from tasks.common import build_datamodule, inference_device, load_for_inference, require_checkpoint, to_device
-from tasks.evaluate import warn_if_no_centres
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,6 @@ def predict(cfg: DictConfig) -> list[str]:
     datamodule.setup("predict")  # checks the label / instance files before the model is loaded
     loader = datamodule.predict_dataloader()
     module = load_for_inference(cfg, ckpt_path).to(device)
-    warn_if_no_centres(module, feature_mode)
     generator = torch.Generator().manual_seed(int(cfg.task.get("feature_seed", 0)))
 
     written: list[str] = []
