@@ -1,27 +1,14 @@
-"""Shared loading code for file-backed label/instance/image datasets."""
+"""The small base every paper's datamodule builds on: the argument checks they share and the loaders."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
-from torch.utils.data import Dataset
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .transforms import (
-    PairedTransform,
-    check_dontcare,
-    check_label_ids,
-    image_to_tensor,
-    label_to_tensor,
-    probe_image,
-    read_image,
-    read_label_map,
-)
-
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-"""File extensions accepted for photos (label and instance maps must be lossless ``.png``)."""
-LABEL_EXTENSIONS = (".png",)
+#: Lightning's stage that builds each split in ``setup``
+SPLIT_STAGES = {"train": "fit", "val": "validate", "test": "test", "predict": "predict"}
 
 
 def check_count(name: str, value: object, allow_none: bool) -> None:
@@ -33,98 +20,60 @@ def check_count(name: str, value: object, allow_none: bool) -> None:
         raise ValueError(f"dataset.{name}={value!r} must be an int >= 1{extra}")
 
 
-@dataclass(frozen=True)
-class SampleFiles:
-    """Files of one sample: label map, optional instance map, optional photo."""
+class BaseDataModule(pl.LightningDataModule):
+    """Checks ``dataset``, ``batch_size``, ``num_workers`` and the split sizes, and builds the loaders of the
+    splits a subclass's ``setup`` puts in ``train_set`` / ``val_set`` / ``test_set`` / ``predict_set``.
 
-    label: str
-    inst: str | None = None
-    image: str | None = None
-
-
-def list_stems(folder: str, extensions: tuple[str, ...]) -> dict[str, str]:
-    """Map file stem -> path for files in ``folder`` with one of ``extensions`` (case-insensitive).
-
-    Two files sharing a stem (e.g. ``a.jpg`` and ``a.png``) are ambiguous and raise a ValueError.
-    """
-    out: dict[str, str] = {}
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        path = os.path.join(folder, name)
-        if ext.lower() not in extensions or not os.path.isfile(path):
-            continue
-        if stem in out:
-            raise ValueError(
-                f"ambiguous files {out[stem]} and {path} share the stem {stem!r}; keep only one of them"
-            )
-        out[stem] = path
-    return out
-
-
-class PairedFileDataset(Dataset):
-    """Dataset over a list of :class:`SampleFiles`; returns the pix2pixHD sample dict.
-
-    Sample: ``label`` LongTensor [1,H,W], ``inst`` LongTensor [1,H,W] (the label when there is no instance
-    map), ``image`` FloatTensor [3,H,W] in [-1,1] (only when the record has a photo), ``path`` (label file).
-    With ``check_files`` every file header is opened at construction so corrupt files, colour label maps and
-    size mismatches fail early (pixel-level corruption and label ids are checked when a sample is read).
+    ``num_train/num_val/num_test`` may be null (= every file) when ``counts_optional`` (real datasets).
+    Training batches are shuffled, unless :meth:`sampler` gives a sampler for the split.
     """
 
-    def __init__(
-        self,
-        records: list[SampleFiles],
-        label_nc: int,
-        transform: PairedTransform | None = None,
-        dontcare_id: int | None = None,
-        check_files: bool = True,
-    ) -> None:
-        check_dontcare(dontcare_id, label_nc)
-        self.records = list(records)
-        self.label_nc = int(label_nc)
-        self.dontcare_id = dontcare_id
-        self.transform = transform
-        if check_files:
-            for rec in self.records:
-                self._probe(rec)
+    def __init__(self, dataset: str, known: Sequence[str], batch_size: int, num_workers: int, seed: int,
+                 num_train: int | None, num_val: int | None, num_test: int | None,
+                 counts_optional: bool) -> None:
+        super().__init__()
+        if dataset not in known:
+            raise ValueError(f"dataset.dataset={dataset!r} is unknown; use one of {tuple(known)}")
+        check_count("batch_size", batch_size, allow_none=False)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"dataset.num_workers={num_workers!r} must be an int >= 0")
+        for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
+            check_count(name, value, allow_none=counts_optional)
+        self.dataset_name = dataset
+        self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
+        self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+        self.predict_set: Dataset | None = None
 
-    @staticmethod
-    def _probe(rec: SampleFiles) -> None:
-        size = probe_image(rec.label, label=True)
-        others = []
-        if rec.inst is not None:
-            others.append((rec.inst, probe_image(rec.inst, label=True)))
-        if rec.image is not None:
-            others.append((rec.image, probe_image(rec.image)))
-        for path, other in others:
-            if other != size:
-                raise ValueError(
-                    f"{path} is {other[0]}x{other[1]} but its label map {rec.label} is {size[0]}x{size[1]}; "
-                    "label, instance map and photo must have the same size — fix or remove the sample"
-                )
+    def sampler(self, split: str, dataset: Dataset) -> Sampler | None:
+        """The sampler of ``split`` (None: shuffled training batches, ordered evaluation batches)."""
+        return None
 
-    def __len__(self) -> int:
-        return len(self.records)
+    def loader(self, split: str) -> DataLoader:
+        """The DataLoader of ``split`` (train / val / test / predict), setting the split up when needed."""
+        if getattr(self, f"{split}_set") is None:
+            self.setup(SPLIT_STAGES[split])
+        dataset = getattr(self, f"{split}_set")
+        sampler = self.sampler(split, dataset)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=split == "train" and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0 and split in ("train", "val"),
+        )
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        rec = self.records[index]
-        label = check_label_ids(read_label_map(rec.label), self.label_nc, rec.label, self.dontcare_id)
-        sample: dict[str, Any] = {"label": label_to_tensor(label)}
-        if rec.inst is not None:
-            sample["inst"] = label_to_tensor(read_label_map(rec.inst))
-        else:
-            sample["inst"] = sample["label"].clone()
-        if rec.image is not None:
-            sample["image"] = image_to_tensor(read_image(rec.image))
-        sample["path"] = rec.label
-        size = tuple(sample["label"].shape[-2:])
-        for key, path in (("inst", rec.inst), ("image", rec.image)):
-            if path is not None and tuple(sample[key].shape[-2:]) != size:
-                got = tuple(sample[key].shape[-2:])
-                raise ValueError(
-                    f"{path} is {got[0]}x{got[1]} but its label map {rec.label} is {size[0]}x{size[1]}; "
-                    "label, instance map and photo must have the same size — fix or remove the sample"
-                )
-        if self.transform is not None:
-            sample = self.transform(sample)
-        return sample
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train")
 
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.loader("predict")

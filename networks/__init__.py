@@ -1,36 +1,5 @@
-"""Network architectures (plain ``nn.Module``s, no Lightning/Hydra)."""
-
-from networks.blocks import ResnetBlock, get_norm_layer, padding_layers
-from networks.discriminators import MultiscaleDiscriminator, NLayerDiscriminator
-from networks.label_encoding import instance_boundary_map, one_hot_labels
-from networks.lst import CovarianceMatrixNet, LinearStylizer, LinearTransform, VGGDecoder, VGGEncoder
-from networks.pix2pixhd import (
-    FeatureEncoder,
-    GlobalGenerator,
-    LocalEnhancer,
-    instance_average_pool,
-    instance_mean_features,
-)
-from networks.vgg import VGG19_LAYERS, VGG19Features
-
-__all__ = [
-    "VGG19_LAYERS",
-    "FeatureEncoder",
-    "GlobalGenerator",
-    "LocalEnhancer",
-    "MultiscaleDiscriminator",
-    "NLayerDiscriminator",
-    "ResnetBlock",
-    "VGG19Features",
-    "CovarianceMatrixNet",
-    "LinearStylizer",
-    "LinearTransform",
-    "VGGDecoder",
-    "VGGEncoder",
-    "get_norm_layer",
-    "instance_average_pool",
-    "instance_boundary_map",
-    "instance_mean_features",
-    "one_hot_labels",
-    "padding_layers",
-]
+"""Networks (plain ``nn.Module``s, no Lightning or Hydra). Shared building blocks: ``blocks`` (resnet blocks,
+norm/padding layers), ``discriminators`` (n-layer and multi-scale PatchGAN), ``vgg`` (VGG-19 features),
+``weights`` (reading weight files), ``label_encoding`` (one-hot labels, instance boundaries). Each paper's own
+networks: ``networks.pix2pixhd``, ``networks.lst``. Import from those modules; this package lists no paper.
+"""

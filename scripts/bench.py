@@ -70,7 +70,7 @@ def bench_one(model: str, stage: str, size: str, batch: int, steps: int, device:
             cfg.stage.requires_init = False  # benchmark the step, not the chaining
         module = build_module(cfg).to(device)
         h, w = _train_size(cfg)
-        from datamodules import SyntheticScenesDataset
+        from datamodules.pix2pixhd import SyntheticScenesDataset
 
         ds = SyntheticScenesDataset(num_samples=batch, image_size=(h, w), label_nc=int(cfg.dataset.label_nc))
         items = [ds[i] for i in range(batch)]

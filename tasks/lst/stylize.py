@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torchvision.utils import make_grid
 
-from datamodules.style_transfer import FolderImages, list_images
+from datamodules.lst.datamodule import FolderImages, list_images
 from datamodules.transforms import verify_image
 from datamodules.visualize import save_grid
 from lightning_modules.stages import StageError, read_checkpoint

@@ -39,7 +39,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from datamodules.files import commit, temporary_path
-from datamodules.style_transfer import list_images
+from datamodules.lst.datamodule import list_images
 from datamodules.visualize import save_grid
 from tasks.common import inference_device
 from tasks.config import ConfigError

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import Pix2PixHDDataModule
-from datamodules.instances import instance_class
+from datamodules.pix2pixhd import Pix2PixHDDataModule
+from datamodules.pix2pixhd.instances import instance_class
 
 from ._fakes import make_cityscapes_tree, make_pix2pixhd_tree, write_png
 
@@ -86,7 +86,7 @@ def test_folders_val_falls_back_to_train_samples(tmp_path, caplog):
         dataset="pix2pixhd_folders", root=str(tmp_path), image_size=(48, 64), scale=0.5, num_val=2,
         num_train=None, size_multiple=8, flip=True,
     )  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="datamodules.pix2pixhd_datamodule"):
+    with caplog.at_level(logging.INFO, logger="datamodules.pix2pixhd.datamodule"):
         dm.setup("fit")
     assert "using the first 2 train samples" in caplog.text
     assert len(dm.train_set) == 3 and len(dm.val_set) == 2
@@ -137,7 +137,7 @@ def test_workers_are_persistent_for_training():
 
 
 def test_training_size_helper_matches_property():
-    from datamodules import training_size
+    from datamodules.transforms import training_size
 
     assert training_size((64, 96), 0.5, 16) == (32, 48)
     assert training_size((25, 25), 0.5, 1) == (13, 13)  # 12.5 rounds half up

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.cityscapes import CityscapesDataset
-from datamodules.instances import instance_class
-from datamodules.label_folder import LabelFolderDataset
-from datamodules.pix2pixhd_folders import Pix2PixHDFolderDataset
+from datamodules.pix2pixhd.cityscapes import CityscapesDataset
+from datamodules.pix2pixhd.folders import Pix2PixHDFolderDataset
+from datamodules.pix2pixhd.instances import instance_class
+from datamodules.pix2pixhd.label_folder import LabelFolderDataset
 from datamodules.transforms import PairedTransform
 
 from ._fakes import PALETTE, make_cityscapes_tree, make_pix2pixhd_tree, write_png

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules import STYLE_KINDS, EpochPairSampler, StylePairDataModule, SyntheticImages
-from datamodules.synthetic_styles import _rng, style_image
+from datamodules.lst import STYLE_KINDS, EpochPairSampler, StylePairDataModule, SyntheticImages
+from datamodules.lst.synthetic import _rng, style_image
 
 
 def _synthetic(**kw) -> StylePairDataModule:

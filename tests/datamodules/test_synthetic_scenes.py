@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.instances import instance_class
-from datamodules.synthetic_scenes import FIRST_OBJECT_CLASS, SyntheticScenesDataset
+from datamodules.pix2pixhd.instances import instance_class
+from datamodules.pix2pixhd.synthetic import FIRST_OBJECT_CLASS, SyntheticScenesDataset
 from datamodules.transforms import PairedTransform
 
 LABEL_NC, STYLES = 8, 3

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datamodules.instances import instance_class, make_instance_id
+from datamodules.pix2pixhd.instances import instance_class, make_instance_id
 from datamodules.transforms import (
     PairedTransform,
     check_label_ids,

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from datamodules import SyntheticImages
+from datamodules.lst import SyntheticImages
 from lightning_modules.lst import LSTModule
 from lightning_modules.stages import StageError
 from networks.lst import LinearStylizer

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from datamodules import SyntheticScenesDataset
+from datamodules.pix2pixhd import SyntheticScenesDataset
 from lightning_modules.base import constant_then_linear_decay
 from lightning_modules.stages import StageError
 from tasks.common import build_module

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import SyntheticScenesDataset
+from datamodules.pix2pixhd import SyntheticScenesDataset
 from networks.pix2pixhd import instance_mean_features
 from tasks.common import build_datamodule, load_for_inference
 from tasks.config import ConfigError, validate_config

@@ -6,7 +6,7 @@ RNG seeded by (seed, split, epoch, i): training pairs change every epoch (the of
 styles from two independently shuffled loaders) yet a run is reproducible; validation/test pairs are fixed.
 
 Datasets:
-  * ``synthetic_styles`` (default): procedural content scenes and style textures (``datamodules.synthetic_styles``),
+  * ``synthetic_styles`` (default): procedural content scenes and style textures (``datamodules.lst.synthetic``),
     generated on the fly, so ``python run.py model=lst`` trains offline.
   * ``coco_wikiart``: any two image folders (searched recursively for jpg/jpeg/png/bmp/webp), e.g. MS-COCO
     train2014 as ``content_root`` and WikiArt as ``style_root`` (the paper's data).
@@ -30,14 +30,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
-from .base import check_count
-from .synthetic_styles import SyntheticImages
-from .transforms import PIL_ERRORS, as_hw, unreadable_image_error, verify_image
+from datamodules.base import BaseDataModule, check_count
+from datamodules.lst.synthetic import SyntheticImages
+from datamodules.transforms import PIL_ERRORS, as_hw, unreadable_image_error, verify_image
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +233,7 @@ class EpochPairSampler(Sampler):
 
 
 # ------------------------------------------------------------------------------------------------ datamodule
-class StylePairDataModule(pl.LightningDataModule):
+class StylePairDataModule(BaseDataModule):
     """Train/val/test loaders of (content, style) pairs for LST.
 
     ``num_train/num_val/num_test``: for ``synthetic_styles`` the number of content scenes of each split (styles:
@@ -267,18 +266,12 @@ class StylePairDataModule(pl.LightningDataModule):
         size_multiple: int = 1,
         check_files: bool = True,
     ) -> None:
-        super().__init__()
-        if dataset not in DATASETS:
-            raise ValueError(f"dataset.dataset={dataset!r} is unknown; use one of {DATASETS}")
         synthetic = dataset == "synthetic_styles"
-        for name, value in (("load_size", load_size), ("crop_size", crop_size), ("batch_size", batch_size),
-                            ("size_multiple", size_multiple)):
+        super().__init__(dataset, DATASETS, batch_size, num_workers, seed, num_train, num_val, num_test,
+                         counts_optional=not synthetic)
+        for name, value in (("load_size", load_size), ("crop_size", crop_size), ("size_multiple", size_multiple)):
             check_count(name, value, allow_none=False)
-        for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-            check_count(name, value, allow_none=not synthetic)
         check_count("num_style_images", num_style_images, allow_none=True)
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"dataset.num_workers={num_workers!r} must be an int >= 0")
         if crop_size > load_size:
             raise ValueError(
                 f"dataset.crop_size={crop_size} is larger than dataset.load_size={load_size} (the shorter side "
@@ -299,19 +292,12 @@ class StylePairDataModule(pl.LightningDataModule):
             for root, key in ((content_root, "dataset.content_root"), (style_root, "dataset.style_root")):
                 self._listings[(str(root), key)] = list_images(root, key)
 
-        self.dataset_name = dataset
         self.content_root, self.style_root = content_root, style_root
         self.val_content_root, self.val_style_root = val_content_root, val_style_root
         self.load_size, self.crop_size = int(load_size), int(crop_size)
         self.flip = bool(flip)
-        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
-        self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
         self.num_style_images = num_style_images
-        self.seed = int(seed)
         self.check_files = bool(check_files)
-        self.train_set: StylePairDataset | None = None
-        self.val_set: StylePairDataset | None = None
-        self.test_set: StylePairDataset | None = None
         self.skipped_files: dict[str, str] = {}  # found unreadable when probing in setup
         self._folders: dict[tuple[str, str], FolderImages] = {}
 
@@ -401,31 +387,6 @@ class StylePairDataModule(pl.LightningDataModule):
         self._report_skipped()
 
     # ------------------------------------------------------------------------------------------- loaders
-    def _loader(self, split: str) -> DataLoader:
-        attr = f"{split}_set"
-        if getattr(self, attr) is None:
-            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
-        ds: StylePairDataset = getattr(self, attr)
-        train = split == "train"
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            # training: (index, epoch) keys, new pairs every epoch; evaluation: plain indices = epoch 0, fixed pairs
-            sampler=EpochPairSampler(len(ds), self.seed, shuffle=True) if train else None,
-            shuffle=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0 and split in ("train", "val"),
-            drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled pairs, new style per content every epoch, random crops and flips."""
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        """Fixed pairs, centre crops, no flip."""
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        """Fixed pairs, centre crops, no flip."""
-        return self._loader("test")
+    def sampler(self, split: str, dataset: Dataset) -> Sampler | None:
+        """Training: (index, epoch) keys, new pairs every epoch; evaluation: plain indices = epoch 0, fixed pairs."""
+        return EpochPairSampler(len(dataset), self.seed, shuffle=True) if split == "train" else None

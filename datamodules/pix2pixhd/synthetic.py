@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .instances import INSTANCE_ID_MULTIPLIER, instance_class, make_instance_id
-from .transforms import PairedTransform, as_hw
+from datamodules.pix2pixhd.instances import INSTANCE_ID_MULTIPLIER, instance_class, make_instance_id
+from datamodules.transforms import PairedTransform, as_hw
 
 CLASS_NAMES: tuple[str, ...] = (
     "sky", "ground", "building", "car", "tree", "person", "sign", "pole", "bus", "bicycle", "rider", "truck",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .base import LABEL_EXTENSIONS, PairedFileDataset, SampleFiles, list_stems
-from .transforms import PairedTransform
+from datamodules.paired_files import LABEL_EXTENSIONS, PairedFileDataset, SampleFiles, list_stems
+from datamodules.transforms import PairedTransform
 
 
 class LabelFolderDataset(PairedFileDataset):

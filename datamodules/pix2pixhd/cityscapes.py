@@ -5,8 +5,8 @@ from __future__ import annotations
 import glob
 import os
 
-from .base import PairedFileDataset, SampleFiles
-from .transforms import PairedTransform
+from datamodules.paired_files import PairedFileDataset, SampleFiles
+from datamodules.transforms import PairedTransform
 
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 INST_SUFFIX = "_gtFine_instanceIds.png"
@@ -30,7 +30,7 @@ class CityscapesDataset(PairedFileDataset):
     """Cityscapes fine annotations: labelIds (class ids), 16-bit instanceIds, leftImg8bit photos.
 
     Instance ids ``>= 1000`` are ``class_id * 1000 + k``; smaller ids are class ids of stuff (see
-    :func:`datamodules.instances.instance_class`). Errors about the tree are raised at construction.
+    :func:`datamodules.pix2pixhd.instances.instance_class`). Errors about the tree are raised at construction.
     """
 
     def __init__(

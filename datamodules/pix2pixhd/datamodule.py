@@ -6,22 +6,28 @@ import logging
 import os
 from typing import Any
 
-import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .base import check_count
-from .cityscapes import CityscapesDataset, has_split
-from .label_folder import LabelFolderDataset
-from .pix2pixhd_folders import Pix2PixHDFolderDataset, has_phase
-from .synthetic_scenes import MIN_LABEL_NC, SyntheticScenesDataset
-from .transforms import RESIZE_MODES, PairedTransform, as_hw, check_dontcare, stride_warning, training_size
+from datamodules.base import BaseDataModule, check_count
+from datamodules.pix2pixhd.cityscapes import CityscapesDataset, has_split
+from datamodules.pix2pixhd.folders import Pix2PixHDFolderDataset, has_phase
+from datamodules.pix2pixhd.label_folder import LabelFolderDataset
+from datamodules.pix2pixhd.synthetic import MIN_LABEL_NC, SyntheticScenesDataset
+from datamodules.transforms import (
+    RESIZE_MODES,
+    PairedTransform,
+    as_hw,
+    check_dontcare,
+    stride_warning,
+    training_size,
+)
 
 log = logging.getLogger(__name__)
 
 DATASETS = ("synthetic_scenes", "pix2pixhd_folders", "cityscapes")
 
 
-class Pix2PixHDDataModule(pl.LightningDataModule):
+class Pix2PixHDDataModule(BaseDataModule):
     """Builds train/val/test/predict loaders of pix2pixHD samples (``label``, ``inst``, ``image``, ``path``).
 
     Sizes: ``image_size`` (and ``load_size``) are full-resolution; the training size is
@@ -62,10 +68,10 @@ class Pix2PixHDDataModule(pl.LightningDataModule):
         noise_std: float = 0.02,
         check_files: bool = True,
     ) -> None:
-        super().__init__()
-        if dataset not in DATASETS:
-            raise ValueError(f"dataset={dataset!r} is unknown; use one of {DATASETS}")
-        if dataset != "synthetic_scenes" and not root:
+        real = dataset != "synthetic_scenes"
+        super().__init__(dataset, DATASETS, batch_size, num_workers, seed, num_train, num_val, num_test,
+                         counts_optional=real)
+        if real and not root:
             raise ValueError(f"dataset {dataset!r} needs dataset.root=<folder of the dataset>; got {root!r}")
         check_dontcare(dontcare_id, label_nc)
         if dataset == "synthetic_scenes" and label_nc < MIN_LABEL_NC:
@@ -76,15 +82,9 @@ class Pix2PixHDDataModule(pl.LightningDataModule):
             raise ValueError(f"dataset.scale={scale!r} must be in (0, 1] (0.5 = pix2pixHD global stage)")
         if resize_mode == "none" and scale != 1:
             raise ValueError(f"resize_mode='none' cannot apply dataset.scale={scale}; use resize_mode='resize'")
-        for name, value in (("batch_size", batch_size), ("num_styles", num_styles), ("size_multiple", size_multiple)):
+        for name, value in (("num_styles", num_styles), ("size_multiple", size_multiple)):
             check_count(name, value, allow_none=False)
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"dataset.num_workers={num_workers!r} must be an int >= 0")
-        real = dataset != "synthetic_scenes"
-        for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-            check_count(name, value, allow_none=real)
 
-        self.dataset_name = dataset
         self.root = None if root is None else os.fspath(root)
         self.label_nc = int(label_nc)
         self.image_size = as_hw(image_size, "dataset.image_size")
@@ -94,11 +94,7 @@ class Pix2PixHDDataModule(pl.LightningDataModule):
         self.size_multiple = int(size_multiple)
         self.use_instance = bool(use_instance)
         self.dontcare_id = dontcare_id
-        self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
-        self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
         self.num_styles = int(num_styles)
-        self.seed = int(seed)
         self.predict_label_dir = predict_label_dir
         self.predict_inst_dir = predict_inst_dir
         self.max_objects = max_objects
@@ -114,10 +110,6 @@ class Pix2PixHDDataModule(pl.LightningDataModule):
         if dataset == "synthetic_scenes":  # validates the generator's arguments now (no disk needed)
             self._synthetic("train", int(num_train), 0, train=True)  # type: ignore[arg-type]
 
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
-        self.predict_set: Dataset | None = None
 
     # ----------------------------------------------------------------------------------- transforms
     @property
@@ -285,32 +277,8 @@ class Pix2PixHDDataModule(pl.LightningDataModule):
         )
 
     # ------------------------------------------------------------------------------------- loaders
-    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
-        attr = {"fit": "train_set", "validate": "val_set", "test": "test_set", "predict": "predict_set"}[stage]
-        if getattr(self, attr) is None:
-            self.setup(stage)
-        return DataLoader(
-            getattr(self, attr),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0 and stage in ("fit", "validate"),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches (random flip/crop)."""
-        return self._loader("fit", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches (no flip, centred crops)."""
-        return self._loader("validate", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """Test batches (no flip, centred crops)."""
-        return self._loader("test", shuffle=False)
-
     def predict_dataloader(self) -> DataLoader:
         """Batches of label maps from ``predict_label_dir`` (samples without ``image``)."""
         if not self.predict_label_dir:
             raise ValueError("predict needs label maps: set dataset.predict_label_dir=<folder of label maps>")
-        return self._loader("predict", shuffle=False)
+        return self.loader("predict")
