@@ -351,13 +351,6 @@ class PairedTransform:
             f"size_multiple={self.size_multiple})"
         )
 
-    def output_size(self, in_size: tuple[int, int]) -> tuple[int, int]:
-        """Final (H, W) for an input of size ``in_size`` (before stride fitting warnings)."""
-        h, w = self._resized_size(in_size)
-        if self.crop_size is not None:
-            h, w = self.crop_size
-        return fit_to_stride((h, w), self.size_multiple)
-
     def _resized_size(self, in_size: tuple[int, int]) -> tuple[int, int]:
         h, w = in_size
         if self.load_size is not None:

@@ -357,30 +357,26 @@ class GANModule(SynthesisModule):
         step = self.prepare_batch(batch)
         logs: dict[str, torch.Tensor] = {}
         if opt_d is not None:
-            if toggle:
-                self.toggle_optimizer(opt_d)
-            d_terms = self.discriminator_loss(step)
-            d_total = self._total(d_terms)
-            opt_d.zero_grad(set_to_none=True)
-            backward(d_total)
-            opt_d.step()
-            if toggle:
-                self.untoggle_optimizer(opt_d)
-            logs.update({k: v.detach() for k, v in d_terms.items()})
-            logs["loss_D"] = d_total.detach()
-        if toggle:
-            self.toggle_optimizer(opt_g)
-        g_terms = self.generator_loss(step)
-        g_total = self._total(g_terms)
-        opt_g.zero_grad(set_to_none=True)
-        backward(g_total)
-        opt_g.step()
-        if toggle:
-            self.untoggle_optimizer(opt_g)
+            self._optimizer_step(opt_d, self.discriminator_loss, step, backward, toggle, "loss_D", logs)
+        self._optimizer_step(opt_g, self.generator_loss, step, backward, toggle, "loss_G", logs)
         self.update_ema()
-        logs.update({k: v.detach() for k, v in g_terms.items()})
-        logs["loss_G"] = g_total.detach()
         return logs
+
+    def _optimizer_step(self, optimizer: Any, loss_terms: Callable[[dict[str, Any]], dict[str, torch.Tensor]],
+                        step: dict[str, Any], backward: Callable[[torch.Tensor], None], toggle: bool,
+                        total_name: str, logs: dict[str, torch.Tensor]) -> None:
+        """One optimizer's step on the sum of ``loss_terms(step)``; the detached terms and their sum go to ``logs``."""
+        if toggle:
+            self.toggle_optimizer(optimizer)
+        terms = loss_terms(step)
+        total = self._total(terms)
+        optimizer.zero_grad(set_to_none=True)
+        backward(total)
+        optimizer.step()
+        if toggle:
+            self.untoggle_optimizer(optimizer)
+        logs.update({k: v.detach() for k, v in terms.items()})
+        logs[total_name] = total.detach()
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         opt_g, opt_d = self._optimizers()
@@ -408,9 +404,10 @@ class GANModule(SynthesisModule):
         return True
 
 
-def batch_size(batch: Mapping[str, Any]) -> int:
-    """The batch dimension of the first tensor in ``batch``."""
-    for v in batch.values():
+def batch_size(batch: Any) -> int:
+    """The batch dimension of the first tensor in ``batch`` (a dict, or a tuple/list of tensors)."""
+    values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else [batch]
+    for v in values:
         if isinstance(v, torch.Tensor):
             return int(v.shape[0])
     return 1

@@ -357,11 +357,9 @@ class LinearTransform(nn.Module):
                     t_content: Tensor | None = None) -> Tensor:
         """Transform ``content_feat`` with a style code: centre, compress, multiply by ``T = t_style @ t_content``
         (``t_content`` computed from the content when None), unzip, add ``style_mean``."""
-        self._check(content_feat, "content")
-        centred, _ = _centre(content_feat)
         if t_content is None:
-            t_content = self.cnet(centred)
-        return self._transform(centred, torch.matmul(t_style, t_content), style_mean)
+            t_content = self.content_matrix(content_feat)
+        return self.transform_with_matrix(content_feat, torch.matmul(t_style, t_content), style_mean)
 
     def transform_with_matrix(self, content_feat: Tensor, matrix: Tensor, style_mean: Tensor) -> Tensor:
         """``unzip(matrix @ compress(content - mean_c)) + style_mean`` for a given T [B or 1, m, m]."""
@@ -371,10 +369,8 @@ class LinearTransform(nn.Module):
     def forward(self, content_feat: Tensor, style_feat: Tensor) -> tuple[Tensor, Tensor]:
         """(transformed content features [B, C, h, w], T [B, m, m])."""
         t_style, style_mean = self.style_statistics(style_feat)
-        self._check(content_feat, "content")
-        centred, _ = _centre(content_feat)
-        matrix = torch.matmul(t_style, self.cnet(centred))
-        return self._transform(centred, matrix, style_mean), matrix
+        matrix = torch.matmul(t_style, self.content_matrix(content_feat))
+        return self.transform_with_matrix(content_feat, matrix, style_mean), matrix
 
 
 StyleCode = tuple[Tensor, Tensor]

@@ -127,10 +127,6 @@ class SyntheticScenesDataset(Dataset):
     def __len__(self) -> int:
         return self.num_samples
 
-    def style_color(self, class_id: int, style_id: int) -> np.ndarray:
-        """Mean colour (RGB in [-1, 1]) of appearance mode ``style_id`` of class ``class_id``."""
-        return self.palette[class_id, style_id].copy()
-
     def _rng(self, index: int) -> np.random.Generator:
         if not 0 <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for {self.num_samples} synthetic samples")
@@ -178,7 +174,9 @@ class SyntheticScenesDataset(Dataset):
                 inst[mask] = make_instance_id(c, k)
         return inst
 
-    def _generate(self, index: int) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[int, int]]]:
+    def generate(self, index: int) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[int, int]]]:
+        """Sample ``index`` before transforms: instance map [H, W], image [3, H, W] in [-1, 1], and its ground
+        truth: instance id -> (class_id, style_id) for every visible instance."""
         rng = self._rng(index)
         inst = self._layout(rng)
         ids = np.unique(inst)
@@ -205,12 +203,8 @@ class SyntheticScenesDataset(Dataset):
         np.clip(image, -1.0, 1.0, out=image)
         return inst, image, styles
 
-    def instance_styles(self, index: int) -> dict[int, tuple[int, int]]:
-        """Ground truth of sample ``index``: instance id -> (class_id, style_id) for every visible instance."""
-        return self._generate(index)[2]
-
     def __getitem__(self, index: int) -> dict[str, Any]:
-        inst, image, _ = self._generate(index)
+        inst, image, _ = self.generate(index)
         inst_t = torch.from_numpy(inst)[None]
         label_t = instance_class(inst_t)
         sample: dict[str, Any] = {

@@ -247,25 +247,6 @@ class VideoWriter:
             os.remove(self._tmp)
 
 
-def write_video(frames: Any, path: str, fps: Any = DEFAULT_FOLDER_FPS, codec: str = "auto",
-                crf: int | None = 18) -> str:
-    """Write RGB uint8 frames [H, W, 3] (or float [3, H, W] tensors in [0, 1]) to a video file."""
-    writer = VideoWriter(path, fps, codec, crf)
-    try:
-        for frame in frames:
-            writer.write(to_uint8(frame) if isinstance(frame, torch.Tensor) else frame)
-        return writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-
-
-def read_video(path: str) -> tuple[list[np.ndarray], Fraction]:
-    """All frames of a video file (RGB uint8 [H, W, 3]) and its frame rate. For tests and small clips."""
-    source = FrameSource(path)
-    return list(source), source.fps
-
-
 # ------------------------------------------------------------------------------------------- conversion
 def to_tensor(frame: np.ndarray, short_side: int | None = None) -> torch.Tensor:
     """RGB uint8 [H, W, 3] -> [1, 3, H', W'] in [0, 1], shorter side resized to ``short_side`` (bicubic)."""

@@ -107,7 +107,7 @@ def test_kmeans_recovers_the_synthetic_appearance_modes() -> None:
     for i in range(len(ds)):
         s = ds[i]
         rows = instance_feature_rows(s["image"][None], s["label"][None], s["inst"][None], 32, 0.5)
-        truth = ds.instance_styles(i)
+        truth = ds.generate(i)[2]
         assert all(truth[int(k)][0] == c for k, c in zip(rows.instance_ids, rows.classes, strict=True))
         feats.append(rows.features)
         classes.append(rows.classes)

@@ -30,8 +30,9 @@ from tasks.lst.stylize import (
     stylize,
     stylize_one,
 )
-from tasks.lst.stylize_video import read_video, stylize_video, to_tensor, to_uint8, write_video
+from tasks.lst.stylize_video import stylize_video, to_tensor, to_uint8
 from tests.conftest import REPO_ROOT, TINY_LST, compose_config
+from tests.tasks._video import read_video, write_video
 
 LEVEL = "r31"  # the lighter model keeps the tests fast; stride 4
 
