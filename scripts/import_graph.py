@@ -1,0 +1,85 @@
+"""Print the import graph between condsynth's packages and check that it points one way.
+
+    python scripts/import_graph.py [--repo DIR]
+
+Layers, top to bottom: run.py -> tasks -> lightning_modules, datamodules -> networks, losses. A package may import
+its own layer or a lower one; anything else is printed as an upward import and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+LAYERS = {"run": 0, "tasks": 1, "lightning_modules": 2, "datamodules": 2, "networks": 3, "losses": 3}
+
+
+def node_of(path: Path, repo: Path) -> str:
+    """The graph node of a file: its top-level package (``tasks/<paper>`` kept apart)."""
+    parts = path.relative_to(repo).with_suffix("").parts
+    if parts[0] == "tasks" and len(parts) > 2:
+        return f"tasks/{parts[1]}"
+    return parts[0]
+
+
+def imported_nodes(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    out = set()
+    for name in names:
+        parts = name.split(".")
+        if parts[0] not in LAYERS:
+            continue
+        out.add(f"tasks/{parts[1]}" if parts[0] == "tasks" and len(parts) > 2 else parts[0])
+    return out
+
+
+def import_graph(repo: Path) -> dict[str, set[str]]:
+    files = [repo / "run.py", *(p for pkg in LAYERS if pkg != "run" for p in (repo / pkg).rglob("*.py"))]
+    graph: dict[str, set[str]] = defaultdict(set)
+    for path in files:
+        if path.is_file():
+            src = node_of(path, repo)
+            graph[src] |= {dst for dst in imported_nodes(path) if dst != src}
+    return graph
+
+
+def layer(node: str) -> int:
+    return LAYERS[node.split("/")[0]]
+
+
+def upward_edges(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Edges that go up a layer, or from one paper's tasks into another's."""
+    bad = []
+    for src, dsts in graph.items():
+        for dst in dsts:
+            if layer(dst) < layer(src) or (src.startswith("tasks/") and dst.startswith("tasks/")):
+                bad.append((src, dst))
+            elif src == "tasks" and dst.startswith("tasks/"):
+                bad.append((src, dst))  # shared tasks do not reach into a paper's
+    return sorted(bad)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
+    args = parser.parse_args(argv)
+    graph = import_graph(args.repo.resolve())
+    for src in sorted(graph, key=lambda n: (layer(n), n)):
+        print(f"{src:22s} -> {', '.join(sorted(graph[src], key=lambda n: (layer(n), n))) or '-'}")
+    bad = upward_edges(graph)
+    for src, dst in bad:
+        print(f"UPWARD: {src} imports {dst}")
+    print("imports point one way" if not bad else f"{len(bad)} upward imports")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Imports point one way: run.py -> tasks -> lightning_modules, datamodules -> networks, losses; a paper's tasks
+never import another paper's, and the shared tasks import none of them (scripts/import_graph.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _graph_module():
+    spec = importlib.util.spec_from_file_location("import_graph", REPO / "scripts" / "import_graph.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_imports_point_one_way() -> None:
+    graph_module = _graph_module()
+    graph = graph_module.import_graph(REPO)
+    assert graph["run"] == {"tasks"}
+    assert not graph["networks"] and not graph["losses"], "networks and losses are plain nn.Modules"
+    assert graph_module.upward_edges(graph) == []
+
+
+def test_an_upward_import_is_reported(tmp_path) -> None:
+    graph_module = _graph_module()
+    (tmp_path / "networks").mkdir()
+    (tmp_path / "networks" / "bad.py").write_text("from tasks.common import build_module\n")
+    (tmp_path / "run.py").write_text("import tasks\n")
+    graph = graph_module.import_graph(tmp_path)
+    assert graph_module.upward_edges(graph) == [("networks", "tasks")]
