@@ -1,20 +1,34 @@
-"""condsynth's one entrypoint: compose the config, seed, validate, and run the chosen task.
+"""condsynth's one entrypoint: compose the config, validate, seed and run the chosen task.
 
     python run.py                                  # pix2pixHD, stage global, synthetic scenes, small sizes
     python run.py stage=local stage.init_from=outputs/runs/pix2pixhd_global/<time>/checkpoints/last.ckpt
     python run.py task=summary model=pix2pixhd stage=local dataset=cityscapes size=paper
-    python run.py -m model.optim.lr=1e-4,2e-4      # a sweep; add hydra/launcher=slurm for a cluster
+    python run.py -m model.optimizer.lr=1e-4,2e-4  # a sweep; add hydra/launcher=slurm for a cluster
+
+Errors of the project's own are one ``error: ...`` line (exit code 2); ``debug=true`` or ``HYDRA_FULL_ERROR=1``
+shows the traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
+from tasks.cli import (
+    USER_ERRORS,
+    check_overrides,
+    debug_requested,
+    fail,
+    project_help,
+    quiet_noise,
+    remove_unused_run_dir,
+)
 from tasks.config import register_resolvers, validate_config
 
 register_resolvers()
@@ -23,11 +37,35 @@ log = logging.getLogger("condsynth")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> Any:
-    validate_config(cfg)
-    pl.seed_everything(int(cfg.seed), workers=True)
+    debug = debug_requested() or bool(cfg.get("debug"))
+    try:
+        validate_config(cfg)
+    except USER_ERRORS as err:
+        remove_unused_run_dir(cfg.paths.get("run_dir") if "paths" in cfg else None)
+        fail(err, debug)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = hydra.utils.get_method(cfg.task.fn)
-    return task(cfg)
+    try:
+        return task(cfg)
+    except USER_ERRORS as err:
+        fail(err, debug)
+    except InstantiationException as err:  # a constructor's own clear error, wrapped by Hydra
+        if not isinstance(err.__cause__, USER_ERRORS):
+            raise
+        fail(err.__cause__, debug)
+
+
+def entry(argv: list[str]) -> Any:
+    quiet_noise()
+    if "--help" in argv or "-h" in argv:
+        print(project_help())
+    elif "--hydra-help" not in argv and not any(a.startswith(("--cfg", "-c", "--info", "--shell")) for a in argv):
+        try:
+            check_overrides(argv)
+        except USER_ERRORS as err:
+            fail(err, debug_requested(argv))
+    return main()
 
 
 if __name__ == "__main__":
-    main()
+    entry(sys.argv[1:])

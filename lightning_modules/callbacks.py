@@ -72,6 +72,7 @@ class SampleGridCallback(pl.Callback):
         path = save_grid(grid, os.path.join(self.dirpath, f"{name or f'step_{step:06d}'}.png"))
         self.written.append(path)
         caption = " | ".join(rows)
+        self.caption = caption  # what each grid's rows show, for the end-of-run summary
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image(key="samples", images=[grid], step=step, caption=[caption])
@@ -156,9 +157,10 @@ class PreemptionCheckpoint(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             restarts = slurm_restart_count()
-            log.info("condsynth: training starts at global step %d (epoch %d; optimizer steps %s)%s",
-                     trainer.global_step, trainer.current_epoch, optimizer_steps(trainer),
-                     f"; SLURM restart {restarts}" if restarts else "")
+            steps = optimizer_steps(trainer)
+            restored = f"; restored optimizer steps {steps}" if any(step >= 0 for step in steps) else ""
+            log.info("condsynth: training starts at global step %d (epoch %d)%s%s", trainer.global_step,
+                     trainer.current_epoch, restored, f"; SLURM restart {restarts}" if restarts else "")
 
     # --- the batch boundary where all ranks agree -------------------------------------------------------
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,

@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from lightning_modules.callbacks import SampleGridCallback
 from lightning_modules.stages import StageError, read_checkpoint
 from tasks.common import (
     build_callbacks,
@@ -41,9 +42,16 @@ def train(cfg: DictConfig) -> float | None:
         ckpt_dir = cfg.paths.checkpoint_dir
         samples = cfg.paths.sample_dir
         n_samples = len(os.listdir(samples)) if os.path.isdir(samples) else 0
+        grids = next((c for c in callbacks if isinstance(c, SampleGridCallback)), None)
+        rows = getattr(grids, "caption", None)
+        stages = list(cfg.model.get("stages", []))
+        index = stages.index(cfg.stage.name) if cfg.stage.name in stages else len(stages)
+        following = stages[index + 1] if index + 1 < len(stages) else None
+        use = (f"stage={following} stage.init_from=<it> starts the next stage; ckpt_path=last resumes this one"
+               if following else "the inference tasks take it (task.ckpt_path=<it>); ckpt_path=last resumes")
         print(f"\ncondsynth: finished {cfg.model.name}/{cfg.stage.name} at step {_final_step(trainer, ckpt_dir)}")
-        print(f"  checkpoints: {ckpt_dir}  (last.ckpt starts the next stage or resumes)")
-        print(f"  samples:     {samples}  ({n_samples} PNG grids, inputs | outputs | targets)")
+        print(f"  checkpoints: {ckpt_dir}  (last.ckpt: {use})")
+        print(f"  samples:     {samples}  ({n_samples} PNG grids" + (f", rows: {rows})" if rows else ")"))
         print(f"  logs:        {cfg.paths.run_dir}")
         if metrics:
             print("  metrics:     " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))

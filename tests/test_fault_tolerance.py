@@ -36,7 +36,7 @@ def _one_torch_thread():
     torch.set_num_threads(n)
 
 
-_STARTS = re.compile(r"training starts at global step (\d+) \(epoch (\d+); optimizer steps \[(-?\d+), (-?\d+)\]\)")
+_STARTS = re.compile(r"training starts at global step (\d+) \(epoch (\d+)\); restored optimizer steps \[(-?\d+), (-?\d+)\]")
 
 
 def _env() -> dict[str, str]:

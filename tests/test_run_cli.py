@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -34,6 +35,10 @@ def test_train_writes_checkpoints_and_sample_grids(tmp_path) -> None:
     assert samples, "no sample grids written"
     assert "samples:" in proc.stdout and "checkpoints:" in proc.stdout
     assert os.path.isfile(tmp_path / "run" / "csv" / "metrics.csv")
+    # no warning a normal run could have prevented (Lightning's eval-mode note, tips, srun, deprecations)
+    noisy = [line for line in proc.stderr.splitlines()
+             if re.search(r"warn|Tip:|module\(s\) in eval mode|LeafSpec|srun", line, re.IGNORECASE)]
+    assert not noisy, noisy
 
 
 def test_multirun_sweep_two_values(tmp_path) -> None:

@@ -1,0 +1,207 @@
+"""The command line's front door: one-line errors, checked overrides and the project's own help.
+
+``run.py`` calls :func:`check_overrides` before Hydra composes anything (so a mistyped key or option stops at
+once, with a suggestion, and no run folder is made), :func:`fail` for every error of the project's own, and
+:func:`project_help` for ``--help``. ``HYDRA_FULL_ERROR=1`` or ``debug=true`` shows tracebacks instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from omegaconf import DictConfig, OmegaConf
+
+from tasks.config import CONF_DIR, ConfigError, compose_config
+
+log = logging.getLogger("condsynth")
+
+#: errors that carry a message for the user (what to change), not a bug: shown as one line
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, ModuleNotFoundError,
+                                                NotADirectoryError, IsADirectoryError)
+
+
+def debug_requested(argv: Sequence[str] = ()) -> bool:
+    """Tracebacks instead of one-line errors: ``HYDRA_FULL_ERROR=1`` or the override ``debug=true``."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" or any(a.lower() == "debug=true" for a in argv)
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text.removeprefix("error: ")
+
+
+def fail(err: BaseException, debug: bool = False) -> NoReturn:
+    """Report ``err`` as one ``error: ...`` line on stderr (and in the run's log) and exit with code 2."""
+    if debug:
+        raise err
+    message = f"error: {one_line(err)}"
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, (), None)
+    for handler in logging.getLogger().handlers:  # the run's log file keeps the error; the console gets one line
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def remove_unused_run_dir(run_dir: str | os.PathLike | None) -> None:
+    """A run that stopped at start-up leaves no folder behind: remove ``run_dir`` when it holds nothing but
+    Hydra's own files (``.hydra/``, the log)."""
+    if not run_dir or not os.path.isdir(run_dir):
+        return
+    if all(name == ".hydra" or name.endswith(".log") for name in os.listdir(run_dir)):
+        root = logging.getLogger()
+        inside = os.path.abspath(run_dir) + os.sep
+        for handler in list(root.handlers):
+            if isinstance(handler, logging.FileHandler) and handler.baseFilename.startswith(inside):
+                root.removeHandler(handler)
+                handler.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------ noise
+#: third-party warnings a normal run triggers on purpose or cannot act on, silenced on the command line
+QUIET_WARNINGS = (
+    r".*module\(s\) in eval mode.*",         # Lightning: frozen stage parts and pretrained nets stay in eval mode
+    r".*LeafSpec.*",                            # Lightning's own use of a torch deprecation
+    r".*`srun` command is available.*",         # Lightning on machines with SLURM, when not started by srun
+    r".*RANDOM weights.*",                      # already in the log once (networks.weights.warn_random_weights)
+)
+
+
+class _DropTips(logging.Filter):
+    """Lightning's advertising tips (litmodels, litlogger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+
+
+def quiet_noise() -> None:
+    """Silence the harmless third-party warnings and tips that a normal run causes (each named above)."""
+    import warnings
+
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
+                 "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropTips())
+
+
+# ------------------------------------------------------------------------------------------- overrides
+def _groups(conf: Path) -> dict[str, list[str]]:
+    """Config group -> its options (``stage`` also offers every model's stage names)."""
+    groups: dict[str, list[str]] = {}
+    for folder in conf.rglob("*"):
+        if folder.is_dir() and any(folder.glob("*.yaml")):
+            name = folder.relative_to(conf).as_posix()
+            groups[name] = sorted(p.stem for p in folder.glob("*.yaml"))
+    return groups
+
+
+def _keys(node: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            yield path
+            child = node._get_node(key)
+            if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+                yield from _keys(child, path)
+
+
+def _has_key(cfg: DictConfig, dotted: str) -> bool:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, DictConfig) or node._is_none() or part not in node.keys():
+            return False
+        node = node._get_node(part)
+    return True
+
+
+def check_overrides(argv: Sequence[str], conf_dir: str = CONF_DIR) -> None:
+    """Stop on an unknown group option (``model=foo``) or an unknown key (``trainer.max_stepz=5``) with the closest
+    valid spellings, before Hydra makes a run folder. Sweeps (``a=1,2``) are checked on their first value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in argv if "=" in a and not a.startswith("-")]
+    if not args:
+        return
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except Exception as err:  # noqa: BLE001 - Hydra's own message is clear enough, in one line
+        raise ConfigError(f"cannot parse the overrides: {one_line(err)}") from None
+    groups = _groups(Path(conf_dir))
+    chosen: list[str] = []
+    values = []
+    for ov in overrides:
+        key = ov.key_or_group
+        if key.startswith("hydra") or ov.is_delete():
+            continue
+        if key in groups and ov.package is None:
+            options = [str(v) for v in (ov.sweep_iterator() if ov.is_sweep_override() else [ov.value()])]
+            for option in options:
+                if option not in groups[key] and option != "null":
+                    close = difflib.get_close_matches(option, groups[key], n=3)
+                    hint = f"did you mean {' or '.join(f'{key}={c}' for c in close)}? " if close else ""
+                    raise ConfigError(f"{key}={option} is not an option: {hint}"
+                                      f"the options of {key} are {', '.join(groups[key])}")
+            chosen.append(f"{key}={options[0]}")
+        elif not ov.is_add() and not ov.is_force_add():
+            values.append(key)
+    if not values:
+        return
+    cfg = compose_config(chosen)
+    known = list(_keys(cfg))
+    for key in values:
+        if _has_key(cfg, key):
+            continue
+        close = [c for c in difflib.get_close_matches(key, known, n=4, cutoff=0.75) if not key.startswith(c + ".")][:3]
+        hint = f"did you mean {' or '.join(close)}?" if close else f"to add a new key, write +{key}=..."
+        raise ConfigError(f"{key} is not a config key: {hint} (python run.py --help lists the groups; "
+                          f"python run.py --cfg job prints every key)")
+
+
+# ------------------------------------------------------------------------------------------------ help
+def _first_comment(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        if line.startswith("#") and not line.startswith("# @package"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def project_help(conf_dir: str = CONF_DIR) -> str:
+    """Tasks, each model's stage chain and the common overrides, read from the config files themselves."""
+    conf = Path(conf_dir)
+    lines = ["condsynth: conditional image synthesis (Hydra + PyTorch Lightning). python run.py [group=option ...] "
+             "[key=value ...]", "", "Tasks (task=...):"]
+    for path in sorted((conf / "task").glob("*.yaml")):
+        data = OmegaConf.load(path)
+        models = data.get("models")
+        only = f"  [{', '.join(models)}]" if models else ""
+        lines.append(f"  {path.stem:18s} {_first_comment(path)}{only}")
+    lines += ["", "Models (model=...) and their stages (stage=..., each starting from the previous one's checkpoint):"]
+    for path in sorted((conf / "model").glob("*.yaml")):
+        data = OmegaConf.load(path)
+        datasets = sorted(p.stem for p in (conf / "dataset").glob("*.yaml")
+                          if OmegaConf.load(p).get("model") == path.stem)
+        lines.append(f"  {path.stem:18s} {' -> '.join(data.get('stages', []))}   datasets: {', '.join(datasets)}")
+    visible = {g: o for g, o in _groups(conf).items()
+               if g not in ("model", "task", "dataset") and not g.startswith(("stages", "sizes", "hydra"))}
+    lines += ["", "Other groups:"]
+    for group, options in sorted(visible.items()):
+        shown = [o for o in options if not o.startswith("default_for_") and not (group == "stage" and o == "default")]
+        lines.append(f"  {group:18s} {', '.join(shown)}")
+    lines += ["", "Common overrides:",
+              "  stage.init_from=<run>/checkpoints/last.ckpt   start a stage from the previous stage's checkpoint",
+              "  task.ckpt_path=<ckpt>                         the checkpoint an inference task uses",
+              "  ckpt_path=last hydra.run.dir=<run dir>        resume an interrupted run",
+              "  size=paper  trainer=gpu  strategy=ddp  logger=wandb  seed=<int>  debug=true (tracebacks)",
+              "  model.optimizer.lr=<lr>  trainer.max_epochs=<n>  dataset.root=<folder>",
+              "  -m <sweep> [hydra/launcher=slurm]            one job per combination",
+              "", "python run.py --cfg job prints the composed config (every key). Hydra's own flags follow.", ""]
+    return "\n".join(lines)

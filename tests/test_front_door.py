@@ -1,0 +1,91 @@
+"""The front door: every error of the project's own is one `error:` line on stderr with exit code 2, no traceback
+(debug=true shows it), no run folder for a run that fails at start-up, the error kept in the run's log otherwise;
+mistyped keys and options get the closest spellings; --help starts with the project's own help."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tasks.cli import check_overrides, project_help
+from tasks.config import ConfigError
+from tests.conftest import REPO_ROOT
+
+
+def _run(args: list[str], env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1", **(env_extra or {}))
+    env.pop("HYDRA_FULL_ERROR", None)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "run.py", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+# (overrides, a fragment of the message, whether the run gets as far as a run folder)
+CASES = [
+    (["stage=decoder"], "stage 'decoder' does not belong to model 'pix2pixhd'", False),
+    (["task=test"], "task=test needs task.ckpt_path=", False),
+    (["task=test", "task.ckpt_path=/no/such.ckpt"], "task.ckpt_path=/no/such.ckpt does not exist", False),
+    (["stage=local"], "stage.init_from is not set", False),
+    (["trainer.max_stepz=5"], "did you mean trainer.max_steps", False),
+    (["model=foo"], "model=foo is not an option", False),
+    (["model=lst", "dataset=coco_wikiart", "dataset.content_root=/no/images", "dataset.style_root=/no/images"],
+     "dataset.content_root=/no/images does not exist", True),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "fragment", "makes_run_dir"), CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_errors_are_one_line(args: list[str], fragment: str, makes_run_dir: bool, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    proc = _run([*args, f"hydra.run.dir={run_dir}"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = _error_lines(proc.stderr)
+    assert len(errors) == 1 and fragment in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert os.path.isdir(run_dir) == makes_run_dir
+    if makes_run_dir:  # the run's log keeps the error
+        assert fragment in (run_dir / "run.log").read_text()
+
+
+@pytest.mark.slow
+def test_debug_shows_the_traceback(tmp_path) -> None:
+    proc = _run(["stage=decoder", "debug=true", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
+
+
+@pytest.mark.slow
+def test_help_starts_with_the_project_help() -> None:
+    proc = _run(["--help"])
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("condsynth:")
+    assert "global -> local -> joint" in proc.stdout and "decoder -> transform" in proc.stdout
+    assert "default_for_" not in proc.stdout and "--multirun" in proc.stdout
+
+
+def test_check_overrides_suggests_the_closest_spellings() -> None:
+    with pytest.raises(ConfigError, match=r"did you mean trainer\.max_steps"):
+        check_overrides(["trainer.max_stepz=5"])
+    with pytest.raises(ConfigError, match=r"did you mean model\.optimizer\.lr\b"):
+        check_overrides(["model=lst", "model.optimizer.lrr=1"])
+    with pytest.raises(ConfigError, match=r"did you mean stage=global"):
+        check_overrides(["stage=globl"])
+    with pytest.raises(ConfigError, match=r"write \+trainer\.totally_new"):
+        check_overrides(["trainer.totally_new=1"])
+    with pytest.raises(ConfigError, match=r"logger=wandbb is not an option"):
+        check_overrides(["-m", "logger=csv,wandbb"])
+    # valid spellings, new keys with +, sweeps and Hydra's own keys pass
+    check_overrides(["model=lst", "stage=transform", "model.optimizer.lr=1e-4,2e-4", "+trainer.new_key=1",
+                     "hydra.run.dir=/tmp/x", "dataset.load_size=32", "task=test", "task.ckpt_path=x"])
+
+
+def test_project_help_lists_every_task_and_model() -> None:
+    text = project_help()
+    for name in ("train", "test", "summary", "stylize", "cluster_features", "pix2pixhd", "lst"):
+        assert f"  {name} " in text
