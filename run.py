@@ -1,7 +1,7 @@
 """condsynth's one entrypoint: compose the config, validate, seed and run the chosen task.
 
     python run.py                                  # pix2pixHD, stage global, synthetic scenes, small sizes
-    python run.py stage=local stage.init_from=outputs/runs/pix2pixhd_global/<time>/checkpoints/last.ckpt
+    python run.py stage=local stage.init_from=outputs/train/pix2pixhd_global/latest/checkpoints/last.ckpt
     python run.py task=summary model=pix2pixhd stage=local dataset=cityscapes size=paper
     python run.py -m model.optimizer.lr=1e-4,2e-4  # a sweep; add hydra/launcher=slurm for a cluster
 
@@ -23,8 +23,10 @@ from omegaconf import DictConfig
 from tasks.cli import (
     USER_ERRORS,
     check_overrides,
+    checkpoint_overrides,
     debug_requested,
     fail,
+    link_latest,
     project_help,
     quiet_noise,
     remove_unused_run_dir,
@@ -43,6 +45,7 @@ def main(cfg: DictConfig) -> Any:
     except USER_ERRORS as err:
         remove_unused_run_dir(cfg.paths.get("run_dir") if "paths" in cfg else None)
         fail(err, debug)
+    link_latest(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = hydra.utils.get_method(cfg.task.fn)
     try:
@@ -61,7 +64,8 @@ def entry(argv: list[str]) -> Any:
         print(project_help())
     elif "--hydra-help" not in argv and not any(a.startswith(("--cfg", "-c", "--info", "--shell")) for a in argv):
         try:
-            check_overrides(argv)
+            sys.argv += checkpoint_overrides(argv)  # inference tasks: model and stage of the checkpoint
+            check_overrides(sys.argv[1:])
         except USER_ERRORS as err:
             fail(err, debug_requested(argv))
     return main()

@@ -65,6 +65,26 @@ def remove_unused_run_dir(run_dir: str | os.PathLike | None) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def link_latest(cfg: DictConfig) -> str | None:
+    """Point ``<output_dir>/<task>/<model>_<stage>/latest`` at this run's folder (the newest run of that task,
+    model and stage), replacing the link atomically. Only for runs in that default layout, on rank 0."""
+    run_dir = str(cfg.paths.get("run_dir") or "")
+    if not run_dir or os.environ.get("RANK", "0") != "0" or os.environ.get("LOCAL_RANK", "0") != "0":
+        return None
+    parent = os.path.dirname(os.path.abspath(run_dir))
+    if os.path.basename(parent) != str(cfg.run_name) or os.path.basename(os.path.dirname(parent)) != cfg.task.name:
+        return None
+    link = os.path.join(parent, "latest")
+    tmp = f"{link}.{os.getpid()}.tmp"
+    try:
+        os.symlink(os.path.basename(os.path.abspath(run_dir)), tmp)
+        os.replace(tmp, link)
+    except OSError as err:  # e.g. a filesystem without symlinks: say where the run is instead
+        log.info("could not update %s (%s); this run is %s", link, err, run_dir)
+        return None
+    return link
+
+
 # ------------------------------------------------------------------------------------------------ noise
 #: third-party warnings a normal run triggers on purpose or cannot act on, silenced on the command line
 QUIET_WARNINGS = (
@@ -164,6 +184,33 @@ def check_overrides(argv: Sequence[str], conf_dir: str = CONF_DIR) -> None:
         hint = f"did you mean {' or '.join(close)}?" if close else f"to add a new key, write +{key}=..."
         raise ConfigError(f"{key} is not a config key: {hint} (python run.py --help lists the groups; "
                           f"python run.py --cfg job prints every key)")
+
+
+def checkpoint_overrides(argv: Sequence[str]) -> list[str]:
+    """An inference task (``task.ckpt_path=<ckpt>``) takes its model and stage from the checkpoint: the overrides
+    to add (``model=..``, ``stage=..``) when the command line does not give them; giving other ones is an error
+    naming both."""
+    given = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith(("-", "+", "~")))
+    ckpt = given.get("task.ckpt_path")
+    if not ckpt or "task" not in given or not os.path.isfile(ckpt) or any(a in ("-m", "--multirun") for a in argv):
+        return []
+    import torch
+
+    try:
+        meta = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True).get("condsynth") or {}
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the task itself, with its reason
+        return []
+    added = []
+    for key in ("model", "stage"):
+        stored = meta.get(key)
+        if stored is None:
+            continue
+        if key in given and given[key] != stored:
+            raise ConfigError(f"task.ckpt_path={ckpt} is a {key} '{stored}' checkpoint, but {key}={given[key]} was "
+                              f"given: drop {key}= (it is read from the checkpoint) or pass another checkpoint")
+        if key not in given:
+            added.append(f"{key}={stored}")
+    return added
 
 
 # ------------------------------------------------------------------------------------------------ help

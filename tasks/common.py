@@ -275,7 +275,7 @@ def require_checkpoint(cfg: DictConfig) -> str:
     if path is None or not os.path.isfile(str(path)):
         raise FileNotFoundError(
             f"task.ckpt_path={path} does not exist; pass the path of a trained checkpoint "
-            f"(e.g. outputs/runs/<run>/checkpoints/last.ckpt)"
+            f"(e.g. outputs/train/<model>_<stage>/latest/checkpoints/last.ckpt)"
         )
     return str(path)
 

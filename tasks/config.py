@@ -106,7 +106,7 @@ def validate_config(cfg: DictConfig) -> None:
 def _validate_task_keys(cfg: DictConfig) -> None:
     """Every ``???`` key of the task config must be set. A task names what to pass in its ``needs`` map
     (``conf/task/<task>.yaml``); ``ckpt_path`` always means a trained checkpoint."""
-    hints = {"ckpt_path": "path to a trained .ckpt, e.g. outputs/runs/<run>/checkpoints/last.ckpt",
+    hints = {"ckpt_path": "path to a trained .ckpt, e.g. outputs/train/<model>_<stage>/latest/checkpoints/last.ckpt",
              **dict(cfg.task.get("needs") or {})}
     for key in cfg.task.keys():
         if OmegaConf.is_missing(cfg.task, key) or (key in hints and cfg.task.get(key) is None):

@@ -89,3 +89,32 @@ def test_project_help_lists_every_task_and_model() -> None:
     text = project_help()
     for name in ("train", "test", "summary", "stylize", "cluster_features", "pix2pixhd", "lst"):
         assert f"  {name} " in text
+
+
+def test_inference_tasks_take_model_and_stage_from_the_checkpoint(tmp_path) -> None:
+    import torch
+
+    from tasks.cli import checkpoint_overrides
+
+    ckpt = tmp_path / "joint.ckpt"
+    torch.save({"state_dict": {}, "condsynth": {"model": "pix2pixhd", "stage": "joint"}}, ckpt)
+    assert checkpoint_overrides(["task=test", f"task.ckpt_path={ckpt}"]) == ["model=pix2pixhd", "stage=joint"]
+    assert checkpoint_overrides(["task=test", f"task.ckpt_path={ckpt}", "stage=joint"]) == ["model=pix2pixhd"]
+    with pytest.raises(ConfigError, match=r"stage 'joint' checkpoint, but stage=local was given"):
+        checkpoint_overrides(["task=test", f"task.ckpt_path={ckpt}", "stage=local"])
+    with pytest.raises(ConfigError, match=r"model 'pix2pixhd' checkpoint, but model=lst was given"):
+        checkpoint_overrides(["task=stylize", f"task.ckpt_path={ckpt}", "model=lst"])
+    assert checkpoint_overrides(["task=test", f"task.ckpt_path={tmp_path / 'missing.ckpt'}"]) == []
+
+
+def test_latest_points_at_the_newest_run_of_a_task_model_and_stage(tmp_path, make_config) -> None:
+    from tasks.cli import link_latest
+
+    folder = tmp_path / "outputs" / "train" / "pix2pixhd_global"
+    for name in ("2026-01-01_10-00-00", "2026-01-01_11-00-00"):
+        (folder / name).mkdir(parents=True)
+        assert link_latest(make_config(run_dir=folder / name)) == str(folder / "latest")
+        assert os.readlink(folder / "latest") == name and (folder / "latest").resolve() == (folder / name).resolve()
+    # a run dir chosen by hand (not <task>/<model>_<stage>/<time>) gets no link next to it
+    assert link_latest(make_config(run_dir=tmp_path / "mine")) is None
+    assert not (tmp_path / "latest").exists()
