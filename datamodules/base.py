@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Lightning's stage that builds each split in ``setup``
 SPLIT_STAGES = {"train": "fit", "val": "validate", "test": "test", "predict": "predict"}
@@ -18,6 +28,64 @@ def check_count(name: str, value: object, allow_none: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         extra = " or null (= all files)" if allow_none else ""
         raise ValueError(f"dataset.{name}={value!r} must be an int >= 1{extra}")
+
+
+def _scan_cache_path(what: str) -> str:
+    root = os.environ.get("CONDSYNTH_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "condsynth"))
+    return os.path.join(root, "scans", hashlib.sha1(what.encode()).hexdigest()[:16] + ".json")
+
+
+def _stat_key(paths: Sequence[str]) -> str:
+    parts = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{path}:missing")
+    return "|".join(parts)
+
+
+def scan_files(items: Sequence[T], check: Callable[[T], str | None], files_of: Callable[[T], Sequence[str]],
+               what: str, max_bad_fraction: float, cache_tag: str = "", workers: int | None = None) -> list[T]:
+    """The one rule for bad files, for every datamodule: decode-check every item (in threads, and cached by file
+    size and modification time, so a re-run of a 3,000-image folder costs only a stat per file), skip the bad ones
+    with one warning that names each file, its reason and the count, and stop when more than ``max_bad_fraction``
+    of them (or all) are bad. ``check`` returns None for a good item, else the reason."""
+    if not 0 <= max_bad_fraction < 1:
+        raise ValueError(f"dataset.max_bad_fraction={max_bad_fraction} must be in [0, 1)")
+    cache_file = _scan_cache_path(f"{what}|{cache_tag}|{len(items)}|{files_of(items[0]) if items else ''}")
+    try:
+        with open(cache_file) as f:
+            cache: dict[str, str | None] = json.load(f)
+    except (OSError, ValueError):
+        cache = {}
+    keys = [_stat_key(files_of(item)) for item in items]
+    todo = [i for i, key in enumerate(keys) if key not in cache]
+    if todo:
+        with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+            for i, reason in zip(todo, pool.map(lambda i: check(items[i]), todo), strict=True):
+                cache[keys[i]] = reason
+        try:
+            from datamodules.files import atomic_write_text
+
+            atomic_write_text(cache_file, json.dumps({k: cache[k] for k in keys}))
+        except OSError as err:
+            log.info("scan cache %s not written: %s", cache_file, err)
+    bad = [(item, cache[key]) for item, key in zip(items, keys, strict=True) if cache[key]]
+    if not bad:
+        return list(items)
+    if len(bad) == len(items) or len(bad) > max_bad_fraction * len(items):
+        raise ValueError(
+            f"{len(bad)} of {len(items)} {what} are unusable, more than dataset.max_bad_fraction={max_bad_fraction} "
+            f"allows; the first: {bad[0][1]}"
+        )
+    listing = "; ".join(f"{files_of(item)[0]}: {reason}" for item, reason in bad)
+    message = f"skipping {len(bad)} of {len(items)} {what} (dataset.max_bad_fraction={max_bad_fraction}): {listing}"
+    log.warning(message)
+    warnings.warn(message, UserWarning, stacklevel=2)
+    skipped = {id(item) for item, _ in bad}
+    return [item for item in items if id(item) not in skipped]
 
 
 class BaseDataModule(pl.LightningDataModule):

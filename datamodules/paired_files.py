@@ -9,13 +9,13 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from datamodules.base import scan_files
 from datamodules.transforms import (
     PairedTransform,
     check_dontcare,
     check_label_ids,
     image_to_tensor,
     label_to_tensor,
-    probe_image,
     read_image,
     read_label_map,
 )
@@ -58,8 +58,9 @@ class PairedFileDataset(Dataset):
 
     Sample: ``label`` LongTensor [1,H,W], ``inst`` LongTensor [1,H,W] (the label when there is no instance
     map), ``image`` FloatTensor [3,H,W] in [-1,1] (only when the record has a photo), ``path`` (label file).
-    With ``check_files`` every file header is opened at construction so corrupt files, colour label maps and
-    size mismatches fail early (pixel-level corruption and label ids are checked when a sample is read).
+    With ``check_files`` every sample is decoded at construction (in threads, cached across runs): unusable ones are
+    skipped with a warning naming each, and more than ``max_bad_fraction`` of them stops with the first reason
+    (:func:`datamodules.base.scan_files`).
     """
 
     def __init__(
@@ -69,36 +70,32 @@ class PairedFileDataset(Dataset):
         transform: PairedTransform | None = None,
         dontcare_id: int | None = None,
         check_files: bool = True,
+        max_bad_fraction: float = 0.1,
     ) -> None:
         check_dontcare(dontcare_id, label_nc)
-        self.records = list(records)
         self.label_nc = int(label_nc)
         self.dontcare_id = dontcare_id
         self.transform = transform
-        if check_files:
-            for rec in self.records:
-                self._probe(rec)
+        self.records = list(records)
+        if check_files and self.records:
+            self.records = scan_files(
+                self.records, self._check, lambda r: [p for p in (r.label, r.inst, r.image) if p], "samples",
+                max_bad_fraction, cache_tag=f"paired|label_nc={self.label_nc}|dontcare={dontcare_id}")
 
-    @staticmethod
-    def _probe(rec: SampleFiles) -> None:
-        size = probe_image(rec.label, label=True)
-        others = []
-        if rec.inst is not None:
-            others.append((rec.inst, probe_image(rec.inst, label=True)))
-        if rec.image is not None:
-            others.append((rec.image, probe_image(rec.image)))
-        for path, other in others:
-            if other != size:
-                raise ValueError(
-                    f"{path} is {other[0]}x{other[1]} but its label map {rec.label} is {size[0]}x{size[1]}; "
-                    "label, instance map and photo must have the same size — fix or remove the sample"
-                )
+    def _check(self, rec: SampleFiles) -> str | None:
+        """Decode every file of ``rec`` (not only the headers): None when usable, else why not. Truncated files,
+        colour label maps, label ids >= label_nc and size mismatches are found here, at start-up."""
+        try:
+            self._read(rec)
+        except (ValueError, FileNotFoundError) as err:
+            return str(err)
+        return None
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        rec = self.records[index]
+    def _read(self, rec: SampleFiles) -> dict[str, Any]:
+        """The untransformed sample of ``rec``; a ValueError naming the file when it cannot be used."""
         label = check_label_ids(read_label_map(rec.label), self.label_nc, rec.label, self.dontcare_id)
         sample: dict[str, Any] = {"label": label_to_tensor(label)}
         if rec.inst is not None:
@@ -116,6 +113,10 @@ class PairedFileDataset(Dataset):
                     f"{path} is {got[0]}x{got[1]} but its label map {rec.label} is {size[0]}x{size[1]}; "
                     "label, instance map and photo must have the same size — fix or remove the sample"
                 )
+        return sample
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self._read(self.records[index])
         if self.transform is not None:
             sample = self.transform(sample)
         return sample

@@ -26,6 +26,7 @@ def train(cfg: DictConfig) -> float | None:
     """Returns the module's last validation score (``module.sweep_metric``, or None) so sweeps can compare runs."""
     resume = resolve_resume_path(cfg)
     datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")  # every data error (unreadable files, label ids, sizes) before the model and Trainer
     module = build_module(cfg)
     callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg, resume_from=resume)

@@ -63,7 +63,8 @@ TINY_LST = [
 
 
 @pytest.fixture(autouse=True)
-def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _quiet_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    monkeypatch.setenv("CONDSYNTH_CACHE", str(tmp_path_factory.getbasetemp() / "condsynth-cache"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -34,9 +34,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from datamodules.base import BaseDataModule, check_count
+from datamodules.base import BaseDataModule, check_count, scan_files
 from datamodules.lst.synthetic import SyntheticImages
-from datamodules.transforms import PIL_ERRORS, as_hw, unreadable_image_error, verify_image
+from datamodules.transforms import PIL_ERRORS, as_hw, unreadable_image_error
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,15 @@ def list_images(root: str | os.PathLike | None, key: str) -> list[str]:
 
 
 def _probe(path: str) -> str | None:
-    """None if the header of ``path`` reads as an image, else the reason."""
+    """None if ``path`` decodes as an image (all of it, not only the header), else the reason."""
     try:
-        verify_image(path)
+        with Image.open(path) as img:
+            img.convert("RGB")
         return None
-    except ValueError as err:
-        return str(err)
+    except PIL_ERRORS as err:
+        return str(unreadable_image_error(path, err))
+    except OSError as err:
+        return str(unreadable_image_error(path, err))
 
 
 class FolderImages:
@@ -265,6 +268,7 @@ class StylePairDataModule(BaseDataModule):
         image_size: int | Sequence[int] | None = None,
         size_multiple: int = 1,
         check_files: bool = True,
+        max_bad_fraction: float = 0.1,
     ) -> None:
         synthetic = dataset == "synthetic_styles"
         super().__init__(dataset, DATASETS, batch_size, num_workers, seed, num_train, num_val, num_test,
@@ -298,6 +302,7 @@ class StylePairDataModule(BaseDataModule):
         self.flip = bool(flip)
         self.num_style_images = num_style_images
         self.check_files = bool(check_files)
+        self.max_bad_fraction = float(max_bad_fraction)
         self.skipped_files: dict[str, str] = {}  # found unreadable when probing in setup
         self._folders: dict[tuple[str, str], FolderImages] = {}
 
@@ -313,18 +318,9 @@ class StylePairDataModule(BaseDataModule):
             return self._folders[cache_key]
         files = self._listings.get(cache_key) or list_images(root, key)
         if self.check_files:
-            good = []
-            for path in files:
-                reason = _probe(path)
-                if reason is None:
-                    good.append(path)
-                    continue
-                self.skipped_files[path] = reason
-                msg = f"skipping unreadable image {path} ({key}): {reason}"
-                log.warning(msg)
-                warnings.warn(msg, UserWarning, stacklevel=2)
-            if not good:
-                raise ValueError(f"{key}={root}: none of its {len(files)} images can be read")
+            good = scan_files(files, _probe, lambda path: [path], f"images of {key}={root}", self.max_bad_fraction,
+                              cache_tag="lst-images")
+            self.skipped_files.update({p: "unreadable" for p in set(files) - set(good)})
             files = good
         self._folders[cache_key] = FolderImages(files, key)
         return self._folders[cache_key]

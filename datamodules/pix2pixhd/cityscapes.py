@@ -42,6 +42,7 @@ class CityscapesDataset(PairedFileDataset):
         transform: PairedTransform | None = None,
         dontcare_id: int | None = None,
         check_files: bool = True,
+        max_bad_fraction: float = 0.1,
     ) -> None:
         root = os.fspath(root)
         layout = cityscapes_layout(root, split)
@@ -76,4 +77,4 @@ class CityscapesDataset(PairedFileDataset):
         self.root = root
         self.split = split
         self.use_instance = use_instance
-        super().__init__(records, label_nc, transform, dontcare_id, check_files)
+        super().__init__(records, label_nc, transform, dontcare_id, check_files, max_bad_fraction)

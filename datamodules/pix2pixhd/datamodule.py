@@ -67,6 +67,7 @@ class Pix2PixHDDataModule(BaseDataModule):
         max_objects: int = 6,
         noise_std: float = 0.02,
         check_files: bool = True,
+        max_bad_fraction: float = 0.1,
     ) -> None:
         real = dataset != "synthetic_scenes"
         super().__init__(dataset, DATASETS, batch_size, num_workers, seed, num_train, num_val, num_test,
@@ -100,6 +101,7 @@ class Pix2PixHDDataModule(BaseDataModule):
         self.max_objects = max_objects
         self.noise_std = noise_std
         self.check_files = bool(check_files)
+        self.max_bad_fraction = float(max_bad_fraction)
 
         scaled = training_size(self.image_size, self.scale, 1)
         self._train_size = training_size(self.image_size, self.scale, self.size_multiple)
@@ -180,7 +182,8 @@ class Pix2PixHDDataModule(BaseDataModule):
         assert self.root is not None
         if self.dataset_name == "cityscapes":
             return CityscapesDataset(
-                self.root, split, self.label_nc, self.use_instance, transform, self.dontcare_id, self.check_files
+                self.root, split, self.label_nc, self.use_instance, transform, self.dontcare_id, self.check_files,
+                self.max_bad_fraction,
             )
         return Pix2PixHDFolderDataset(
             self.root,
@@ -191,6 +194,7 @@ class Pix2PixHDDataModule(BaseDataModule):
             self.dontcare_id,
             require_images=True,
             check_files=self.check_files,
+            max_bad_fraction=self.max_bad_fraction,
         )
 
     def _has(self, split: str) -> bool:
@@ -274,6 +278,7 @@ class Pix2PixHDDataModule(BaseDataModule):
             transform=self.eval_transform,
             dontcare_id=self.dontcare_id,
             check_files=self.check_files,
+            max_bad_fraction=self.max_bad_fraction,
         )
 
     # ------------------------------------------------------------------------------------- loaders

@@ -44,6 +44,7 @@ class Pix2PixHDFolderDataset(PairedFileDataset):
         dontcare_id: int | None = None,
         require_images: bool = True,
         check_files: bool = True,
+        max_bad_fraction: float = 0.1,
     ) -> None:
         root = os.fspath(root)
         layout = folders_layout(root, phase)
@@ -83,4 +84,4 @@ class Pix2PixHDFolderDataset(PairedFileDataset):
         self.root = root
         self.phase = phase
         self.use_instance = use_instance
-        super().__init__(records, label_nc, transform, dontcare_id, check_files)
+        super().__init__(records, label_nc, transform, dontcare_id, check_files, max_bad_fraction)

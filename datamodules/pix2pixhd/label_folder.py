@@ -22,6 +22,7 @@ class LabelFolderDataset(PairedFileDataset):
         transform: PairedTransform | None = None,
         dontcare_id: int | None = None,
         check_files: bool = True,
+        max_bad_fraction: float = 0.1,
     ) -> None:
         label_dir = os.fspath(label_dir)
         if not os.path.isdir(label_dir):
@@ -50,4 +51,4 @@ class LabelFolderDataset(PairedFileDataset):
             records.append(SampleFiles(label_path, insts.get(stem), None))
         self.label_dir = label_dir
         self.inst_dir = inst_dir
-        super().__init__(records, label_nc, transform, dontcare_id, check_files)
+        super().__init__(records, label_nc, transform, dontcare_id, check_files, max_bad_fraction)

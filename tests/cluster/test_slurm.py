@@ -116,8 +116,8 @@ def test_sweep_of_two_ddp_jobs(slurm_cluster: str, tmp_path: Path) -> None:
 
 
 _PREEMPTED = re.compile(r"preempted \(SIGUSR2\) at global step (\d+) \(epoch (\d+); optimizer steps \[(\d+), (\d+)\]\)")
-_STARTS = re.compile(r"training starts at global step (\d+) \(epoch (\d+); optimizer steps \[(-?\d+), (-?\d+)\]\)"
-                     r"(; SLURM restart (\d+))?")
+_STARTS = re.compile(r"training starts at global step (\d+) \(epoch (\d+)\)"
+                     r"(?:; restored optimizer steps \[(-?\d+), (-?\d+)\])?(; SLURM restart (\d+))?")
 
 
 def test_preempted_job_is_requeued_and_resumes_at_the_same_step(slurm_cluster: str, tmp_path: Path) -> None:
@@ -151,7 +151,8 @@ def test_preempted_job_is_requeued_and_resumes_at_the_same_step(slurm_cluster: s
 
     log_text = (sweep / "0" / "run.log").read_text()
     preempted = [tuple(map(int, m)) for m in _PREEMPTED.findall(log_text)]
-    starts = [(int(m[0]), int(m[1]), int(m[2]), int(m[3]), int(m[5] or 0)) for m in _STARTS.findall(log_text)]
+    starts = [(int(m[0]), int(m[1]), int(m[2] or -1), int(m[3] or -1), int(m[5] or 0))
+              for m in _STARTS.findall(log_text)]
     assert len(preempted) == 1 and len(starts) == 2, f"{log_text[-4000:]}\n{_job_logs(sweep)}"
     step, epoch, opt_g, opt_d = preempted[0]
     assert starts[0] == (0, 0, -1, -1, 0), "the first run starts fresh"

@@ -164,9 +164,13 @@ def test_bad_sizes_are_refused() -> None:
 def test_corrupt_image_is_skipped_with_a_warning_and_counted(tmp_path) -> None:
     content, style = _folders(tmp_path)
     (style / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    with pytest.warns(UserWarning, match="broken.jpg"):
+    # one rule for bad files: 1 of 4 is more than the default 10%, so the run stops, naming the file
+    with pytest.raises(ValueError, match=r"1 of 4 images .* more than dataset.max_bad_fraction=0.1 .*broken.jpg"):
+        StylePairDataModule("coco_wikiart", str(content), str(style), load_size=20, crop_size=16,
+                            num_train=None).setup("fit")
+    with pytest.warns(UserWarning, match=r"skipping 1 of 4 images .*broken.jpg"):
         dm = StylePairDataModule("coco_wikiart", str(content), str(style), load_size=20, crop_size=16,
-                                 num_train=None)
+                                 num_train=None, max_bad_fraction=0.5)
         dm.setup("fit")
     assert dm.skipped == 1
     assert all(not s.endswith("broken.jpg") for s in dm._folder(str(style), "dataset.style_root").files)

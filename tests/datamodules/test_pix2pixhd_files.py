@@ -216,3 +216,40 @@ def test_label_folder_dataset(tmp_path):
     with pytest.raises(FileNotFoundError, match="predict_label_dir"):
         LabelFolderDataset(str(tmp_path / "nope"), label_nc=8)
     assert PALETTE.shape == (8, 3)
+
+
+# --- start-up scan: every file decoded, one rule for bad files, cached ----------------------------------------
+def test_truncated_png_is_found_at_start_up_and_skipped_by_the_one_rule(tmp_path):
+    recs = make_pix2pixhd_tree(tmp_path, "train", n=12)
+    bad = tmp_path / "train_img" / f"{recs[3]['stem']}.png"
+    bad.write_bytes(bad.read_bytes()[:-40])  # a valid header, pixel data cut short: only decoding finds it
+    with pytest.warns(UserWarning, match=rf"skipping 1 of 12 samples .*{bad.name}"):
+        ds = Pix2PixHDFolderDataset(str(tmp_path), "train", label_nc=8)
+    assert len(ds) == 11 and all(recs[3]["stem"] not in r.label for r in ds.records)
+    with pytest.raises(ValueError, match=r"1 of 12 samples are unusable, more than dataset.max_bad_fraction=0.05"):
+        Pix2PixHDFolderDataset(str(tmp_path), "train", label_nc=8, max_bad_fraction=0.05)
+
+
+def test_out_of_range_label_ids_are_found_at_start_up(tmp_path):
+    recs = make_pix2pixhd_tree(tmp_path, "train", n=2)
+    label = recs[0]["label"].copy()
+    label[0, 0] = 40
+    write_png(tmp_path / "train_label" / f"{recs[0]['stem']}.png", label)
+    with pytest.raises(ValueError, match=r"contains id 40 outside \[0, label_nc=8\).*raise dataset.label_nc"):
+        Pix2PixHDFolderDataset(str(tmp_path), "train", label_nc=8)
+
+
+def test_the_scan_is_cached_by_file_size_and_time(tmp_path, monkeypatch):
+    from datamodules.paired_files import PairedFileDataset
+
+    make_pix2pixhd_tree(tmp_path, "train", n=4)
+    reads: list[str] = []
+    original = PairedFileDataset._read
+    monkeypatch.setattr(PairedFileDataset, "_read", lambda self, rec: reads.append(rec.label) or original(self, rec))
+    Pix2PixHDFolderDataset(str(tmp_path), "train", label_nc=8)
+    assert len(reads) == 4
+    Pix2PixHDFolderDataset(str(tmp_path), "train", label_nc=8)
+    assert len(reads) == 4, "a second scan of unchanged files decodes nothing"
+    os.utime(tmp_path / "train_img" / "img_002.png", ns=(1, 1))  # a changed file is decoded again
+    Pix2PixHDFolderDataset(str(tmp_path), "train", label_nc=8)
+    assert len(reads) == 5
