@@ -18,6 +18,12 @@ def _pick(key: Any, table: Any) -> Any:
     return table[key]
 
 
+def _output_subdir(ckpt_path: Any, now: str) -> str:
+    """Hydra's record of a run (``.hydra/``: config, overrides): a resume (``ckpt_path`` set) writes its own
+    ``.hydra/resume_<time>/`` next to the original instead of overwriting it."""
+    return ".hydra" if ckpt_path in (None, "None", "null") else f".hydra/resume_{now}"
+
+
 def _wandb_offline() -> bool:
     """Offline unless WANDB_MODE=online or an API key is configured."""
     mode = os.environ.get("WANDB_MODE", "").lower()
@@ -45,6 +51,7 @@ def register_resolvers() -> None:
     """Idempotent: safe to call from run.py, tasks and tests."""
     resolvers = {
         "cs.pick": _pick,
+        "cs.output_subdir": _output_subdir,
         "cs.wandb_offline": _wandb_offline,
         "cs.devices": _devices,
         "cs.gpus_per_node": _gpus_per_node,

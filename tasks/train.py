@@ -17,6 +17,7 @@ from tasks.common import (
     build_module,
     build_trainer,
     resolve_resume_path,
+    resolved_config,
 )
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> float | None:
     """Returns the module's last validation score (``module.sweep_metric``, or None) so sweeps can compare runs."""
     resume = resolve_resume_path(cfg)
+    if resume is not None:
+        warn_changed_settings(cfg, resume)
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")  # every data error (unreadable files, label ids, sizes) before the model and Trainer
     module = build_module(cfg)
@@ -69,3 +72,30 @@ def _final_step(trainer: Any, ckpt_dir: str) -> int:
         except StageError:
             return 0
     return trainer.global_step
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: node}
+
+
+#: keys that differ between a run and its resume by design
+_RESUME_KEYS_IGNORED = ("ckpt_path", "paths.", "hydra.")
+
+
+def warn_changed_settings(cfg: DictConfig, ckpt_path: str) -> list[str]:
+    """Resuming with settings that differ from the checkpoint's stored config: warn, listing each difference."""
+    stored = (read_checkpoint(ckpt_path).get("condsynth") or {}).get("config") or {}
+    if not stored:
+        return []
+    old, new = _flat(stored), _flat(resolved_config(cfg))
+    changed = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
+               if not key.startswith(_RESUME_KEYS_IGNORED) and old.get(key) != new.get(key)]
+    if changed:
+        log.warning("resuming %s with settings that differ from its checkpoint's: %s", ckpt_path, "; ".join(changed))
+    return changed
+

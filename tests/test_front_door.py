@@ -118,3 +118,29 @@ def test_latest_points_at_the_newest_run_of_a_task_model_and_stage(tmp_path, mak
     # a run dir chosen by hand (not <task>/<model>_<stage>/<time>) gets no link next to it
     assert link_latest(make_config(run_dir=tmp_path / "mine")) is None
     assert not (tmp_path / "latest").exists()
+
+
+def test_resuming_with_other_settings_warns_with_each_difference(make_config, tmp_path, caplog) -> None:
+    import logging
+
+    import torch
+
+    from tasks.common import build_module, resolved_config
+    from tasks.train import warn_changed_settings
+
+    cfg = make_config()
+    ckpt = str(tmp_path / "last.ckpt")
+    torch.save({"state_dict": build_module(cfg).state_dict(),
+                "condsynth": {"model": "pix2pixhd", "stage": "global", "config": resolved_config(cfg)}}, ckpt)
+    with caplog.at_level(logging.WARNING):
+        assert warn_changed_settings(make_config(), ckpt) == []
+        changed = warn_changed_settings(make_config("model.optimizer.lr=1e-3", "trainer.max_epochs=3"), ckpt)
+    assert changed == ["model.optimizer.lr: 0.0002 -> 0.001", "trainer.max_epochs: 1 -> 3"]
+    assert "model.optimizer.lr: 0.0002 -> 0.001" in caplog.text
+
+
+def test_a_resume_keeps_the_original_hydra_record() -> None:
+    from tasks.config import _output_subdir
+
+    assert _output_subdir(None, "t") == ".hydra"
+    assert _output_subdir("last", "2026-01-01_10-00-00") == ".hydra/resume_2026-01-01_10-00-00"

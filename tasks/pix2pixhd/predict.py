@@ -4,7 +4,9 @@ input under ``paths.prediction_dir``, named after the input file's stem.
 pix2pixHD features (§3.4) come from the checkpoint's per-class K-means centres (``task=cluster_features``):
 ``feature_mode=random`` draws a centre per instance (seeded by ``task.feature_seed``), ``cluster`` takes centre
 ``task.cluster_index`` (an int, or ``{class_id: index}``) for every instance of a class, ``zeros`` uses none.
-Images are written at the size the model generates (``dataset.image_size`` x ``stage.resolution_scale``).
+Images are written at each label map's own size (``task.output_size=label``, the default: the generated image is
+resized back, bilinear with antialiasing) or at the size the model generates (``task.output_size=model``:
+``dataset.image_size`` x ``stage.resolution_scale``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 
 from datamodules.visualize import save_grid, to_unit_range
 from tasks.common import build_datamodule, inference_device, load_for_inference, require_checkpoint, to_device
@@ -48,6 +52,16 @@ def parse_cluster_index(value: Any) -> int | dict[int, int] | None:
     raise ValueError(f"task.cluster_index={value!r} must be an int or a {{class_id: index}} mapping")
 
 
+def at_label_size(image: torch.Tensor, label_path: str) -> torch.Tensor:
+    """``image`` [3, h, w] resized (bilinear, antialiased) to the size of the label map it was generated from."""
+    with Image.open(label_path) as label:
+        width, height = label.size
+    if tuple(image.shape[-2:]) == (height, width):
+        return image
+    return F.interpolate(image[None], size=(height, width), mode="bilinear", align_corners=False,
+                         antialias=True)[0].clamp(0, 1)
+
+
 def output_name(path: str) -> str:
     return os.path.splitext(os.path.basename(str(path)))[0] + ".png"
 
@@ -69,6 +83,9 @@ def predict(cfg: DictConfig) -> list[str]:
     cluster_index = parse_cluster_index(cfg.task.get("cluster_index"))
     if cluster_index is not None and feature_mode != "cluster":
         log.warning("task.cluster_index is only used with feature_mode=cluster (feature_mode=%s)", feature_mode)
+    output_size = str(cfg.task.get("output_size", "label"))
+    if output_size not in ("label", "model"):
+        raise ValueError(f"task.output_size={output_size} is unknown; use label (each label map's size) or model")
     out_dir = str(cfg.paths.prediction_dir)
     device = inference_device(cfg)
 
@@ -85,10 +102,14 @@ def predict(cfg: DictConfig) -> list[str]:
             batch = to_device(batch, device)
             fake = to_unit_range(module.generate(batch, feature_mode, cluster_index, generator)).cpu()
             for img, src in zip(fake, batch["path"], strict=True):
+                if output_size == "label":
+                    img = at_label_size(img, src)
                 name = output_name(src)
                 if name in seen:
                     raise ValueError(f"two inputs map to the output name {name}; rename one of them ({src})")
                 seen.add(name)
                 written.append(save_grid(img, os.path.join(out_dir, name)))
-    print(f"\ncondsynth: {len(written)} predictions (feature_mode={feature_mode}) written to {out_dir}")
+    size_note = ("at the label maps' sizes" if output_size == "label"
+                 else f"at the generated size {'x'.join(map(str, fake.shape[-2:]))}" if written else "")
+    print(f"\ncondsynth: {len(written)} predictions (feature_mode={feature_mode}) written to {out_dir} {size_note}")
     return written

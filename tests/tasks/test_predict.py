@@ -47,10 +47,15 @@ def test_predict_writes_one_png_per_label_map(make_config, trained_ckpt: str, tm
         paths = predict(cfg)
     out_dir = str(cfg.paths.prediction_dir)
     assert paths == [os.path.join(out_dir, "street_a.png"), os.path.join(out_dir, "street_b.png")]
-    h, w = build_datamodule(cfg).train_size  # the size the model generates at (stage global: half of 32x32)
-    for p in paths:
+    for p, label in zip(paths, sorted(os.listdir(label_dir)), strict=True):
+        with Image.open(p) as img, Image.open(os.path.join(label_dir, label)) as lab:
+            assert img.mode == "RGB" and img.size == lab.size  # written at the label map's size (default)
+    # task.output_size=model keeps the size the model generates at (stage global: half of 32x32)
+    cfg_model = _config(make_config, trained_ckpt, label_dir, inst_dir, tmp_path / "run2", "task.output_size=model")
+    h, w = build_datamodule(cfg_model).train_size
+    for p in predict(cfg_model):
         with Image.open(p) as img:
-            assert img.mode == "RGB" and img.size == (w, h)
+            assert img.size == (w, h) and (w, h) != lab.size
     # the tiny checkpoint was never clustered: random features are zeros, and the task says so
     assert "cluster_features" in caplog.text
 
