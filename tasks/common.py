@@ -269,6 +269,23 @@ def load_for_inference(cfg: DictConfig, ckpt_path: str) -> SynthesisModule:
 
 
 # ------------------------------------------------------------------------------- inference helpers
+def progress(iterable: Any, desc: str, total: int | None = None, unit: str = "it") -> Any:
+    """A progress bar (items done, rate, ETA) on stderr for a long task's loop; quiet when stderr is not a terminal
+    (CI, logs, pipes)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    if total is None:
+        try:
+            total = len(iterable)
+        except TypeError:
+            total = None
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not sys.stderr.isatty(), leave=False,
+                dynamic_ncols=True)
+
+
+
 def require_checkpoint(cfg: DictConfig) -> str:
     """``cfg.task.ckpt_path`` as a string, or a clear error naming the path when it is not a file."""
     path = cfg.task.get("ckpt_path")

@@ -33,6 +33,7 @@ from tasks.common import (
     build_trainer,
     inference_device,
     load_for_inference,
+    progress,
     require_checkpoint,
     to_device,
 )
@@ -216,7 +217,7 @@ def test(cfg: DictConfig) -> dict[str, float]:
                         max_grids=int(cfg.task.get("num_sample_grids", 2)))
     n_images = 0
     with torch.no_grad():
-        for batch in loader:
+        for batch in progress(loader, "test", unit="batch"):
             batch = to_device(batch, device)
             real = module.to_unit_images(module.target_images(batch))
             fake = module.to_unit_images(module.generate(batch, **options))

@@ -144,3 +144,19 @@ def test_a_resume_keeps_the_original_hydra_record() -> None:
 
     assert _output_subdir(None, "t") == ".hydra"
     assert _output_subdir("last", "2026-01-01_10-00-00") == ".hydra/resume_2026-01-01_10-00-00"
+
+
+def test_progress_bars_show_on_a_terminal_and_stay_quiet_otherwise(monkeypatch) -> None:
+    import io
+
+    from tasks.common import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for terminal in (False, True):
+        stream = Terminal() if terminal else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stream)
+        assert list(progress(range(5), "encoding", unit="batch")) == [0, 1, 2, 3, 4]
+        assert ("encoding" in stream.getvalue() and "/5 [" in stream.getvalue()) == terminal

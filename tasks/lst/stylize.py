@@ -46,7 +46,7 @@ from datamodules.transforms import verify_image
 from datamodules.visualize import save_grid
 from lightning_modules.stages import StageError, read_checkpoint
 from networks.lst import LEVEL_STRIDE, LinearStylizer, StyleCode
-from tasks.common import inference_device, load_for_inference, require_checkpoint
+from tasks.common import inference_device, load_for_inference, progress, require_checkpoint
 from tasks.config import ConfigError
 from tasks.lst.photoreal import SPN_NOTE, check_guided_filter_args, guided_filter
 
@@ -314,7 +314,7 @@ def stylize(cfg: DictConfig) -> dict[str, Any]:
     written: list[str] = []
     grid_contents: list[torch.Tensor] = []
     grid_rows: list[list[torch.Tensor]] = []
-    for path in content_files:
+    for path in progress(content_files, "stylize", unit="content"):
         content = read_image(path, short_side, min_side).to(device)
         row = []
         for name, code in zip(style_names, codes, strict=True):

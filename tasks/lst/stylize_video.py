@@ -41,7 +41,7 @@ from PIL import Image
 from datamodules.files import commit, temporary_path
 from datamodules.lst.datamodule import list_images
 from datamodules.visualize import save_grid
-from tasks.common import inference_device
+from tasks.common import inference_device, progress
 from tasks.config import ConfigError
 from tasks.lst.stylize import (
     check_alpha,
@@ -305,7 +305,7 @@ def stylize_video(cfg: DictConfig) -> dict[str, Any]:
     size = None
     start = time.perf_counter()
     try:
-        for arr in source:
+        for arr in progress(source, "stylize_video", unit="frame"):
             content = to_tensor(arr, short_side)
             if size is None:
                 size = tuple(content.shape[-2:])

@@ -27,7 +27,14 @@ from torch.utils.data import DataLoader, Subset
 from datamodules.files import atomic_torch_save
 from lightning_modules.stages import read_checkpoint
 from networks.pix2pixhd import instance_mean_features
-from tasks.common import build_datamodule, inference_device, load_for_inference, require_checkpoint, to_device
+from tasks.common import (
+    build_datamodule,
+    inference_device,
+    load_for_inference,
+    progress,
+    require_checkpoint,
+    to_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +203,7 @@ def cluster_features(cfg: DictConfig) -> str:
     parts: list[InstanceRows] = []
     n_images = 0
     with torch.no_grad():
-        for batch in loader:
+        for batch in progress(loader, "encoding instances", unit="batch"):
             batch = to_device(batch, device)
             feats = encoder(batch["image"], batch["inst"])
             parts.append(instance_feature_rows(feats, batch["label"], batch["inst"], area_blocks, min_area_ratio))

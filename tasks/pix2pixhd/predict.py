@@ -22,7 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from datamodules.visualize import save_grid, to_unit_range
-from tasks.common import build_datamodule, inference_device, load_for_inference, require_checkpoint, to_device
+from tasks.common import (
+    build_datamodule,
+    inference_device,
+    load_for_inference,
+    progress,
+    require_checkpoint,
+    to_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +105,7 @@ def predict(cfg: DictConfig) -> list[str]:
     written: list[str] = []
     seen: set[str] = set()
     with torch.no_grad():
-        for batch in loader:
+        for batch in progress(loader, "predict", unit="batch"):
             batch = to_device(batch, device)
             fake = to_unit_range(module.generate(batch, feature_mode, cluster_index, generator)).cpu()
             for img, src in zip(fake, batch["path"], strict=True):
