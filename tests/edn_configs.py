@@ -29,9 +29,5 @@ TINY_EDN = [
     "model.networks.face_discriminator.ndf=4",
     "model.networks.face_discriminator.n_layers=1",
     "model.losses.frame.perceptual.vgg.weights=null",
-    "model.losses.frame.perceptual.vgg.layers=[relu1_1,relu2_1]",
-    "+model.losses.frame.perceptual.layer_weights={relu1_1:0.5,relu2_1:1.0}",
-    "model.losses.face.perceptual.vgg.weights=null",       # face crops are 8x8 here (128 * 32 / 512)
-    "model.losses.face.perceptual.vgg.layers=[relu1_1]",
-    "+model.losses.face.perceptual.layer_weights={relu1_1:1.0}",
+    "model.losses.face.perceptual.vgg.weights=null",   # VGG up to relu3_1 (size=demo): 2x2 on the 8x8 face crops
 ]

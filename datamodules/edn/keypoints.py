@@ -283,7 +283,8 @@ def subject_stats(heights: np.ndarray, ankles: np.ndarray, far_fraction: float =
     * ``far`` = the ankle y farthest above the median (smallest y) among those within
       ``far_fraction * (close - median)`` of it (official ``--target_median_frac`` / ``--source_median_frac``, 0.5).
     * ``height_close`` / ``height_far`` = the largest height among frames whose ankle y lies within
-      ``window_fraction * (close - far)`` of ``close`` / ``far`` (official: the same fraction, 0.5); when the tallest
+      ``window_fraction * (close - far)`` of ``close`` / ``far`` (official: the same fraction, 0.5; at least the
+      nearest frame, e.g. when ``far`` is a median between two frames); when the tallest
       frame overall is more than ``reset_fraction`` (10%) taller than ``height_close``, that height is used instead.
     """
     heights, ankles = np.asarray(heights, np.float64), np.asarray(ankles, np.float64)
@@ -296,8 +297,12 @@ def subject_stats(heights: np.ndarray, ankles: np.ndarray, far_fraction: float =
     ok = (above > 0) & (above < far_fraction * (close - median))
     far = float(median - above[ok].max()) if ok.any() else median
     span = window_fraction * (close - far)
-    h_close = float(heights[np.abs(ankles - close) <= span].max())
-    h_far = float(heights[np.abs(ankles - far) <= span].max())
+
+    def tallest_near(y: float) -> float:  # the window is never empty: the frame nearest to y is always in it
+        dist = np.abs(ankles - y)
+        return float(heights[dist <= max(span, dist.min())].max())
+
+    h_close, h_far = tallest_near(close), tallest_near(far)
     if heights.max() - h_close > reset_fraction * heights.max():
         h_close = float(heights.max())
     return SubjectStats(close, far, h_close, h_far)
