@@ -1,7 +1,8 @@
 """Everybody Dance Now's data: consecutive frame pairs (t, t+1) of one target dancer, each with its pose label.
 
 A sample: ``label`` [2, 3, H, W] (rendered keypoints, [-1, 1]), ``image`` [2, 3, H, W] (the frames, [-1, 1]),
-``face_box`` [2, 3] (top, left, size of each frame's face crop, see :func:`render.face_box`), ``path``.
+``face_box`` [2, 3] (top, left, size of each frame's face crop, see :func:`render.face_box`), ``pose`` [2, 25, 3]
+(BODY_25 keypoints at the label's size), ``path``.
 
 * ``synthetic_dance`` (default): the seeded synthetic dancer (:mod:`datamodules.edn.synthetic`), rendered on the
   fly at the training size; train, val and test are different stretches of the dance (held-out frames).
@@ -25,7 +26,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from datamodules.base import BaseDataModule, check_count
-from datamodules.edn.keypoints import FramePose, KeypointError, keypoint_files, read_frame_pose
+from datamodules.edn.keypoints import FramePose, KeypointError, keypoint_files, read_frame_pose, to_body25
 from datamodules.edn.render import face_box, render_pose
 from datamodules.edn.synthetic import SUBJECTS, DanceMotion, dance_pose, render_photo
 from datamodules.edn.video import FrameSource
@@ -64,15 +65,18 @@ class LabelRenderer:
     def __init__(self, size: tuple[int, int], face: bool = True, hands: bool = True) -> None:
         self.size, self.face, self.hands = size, face, hands
 
-    def __call__(self, pose: FramePose) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, pose: FramePose) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h, w = self.size
         label = to_signed_tensor(render_pose(pose, h, w, face=self.face, hands=self.hands))
-        return label, torch.tensor(face_box(pose, h, w), dtype=torch.long)
+        body = torch.from_numpy(to_body25(pose.body)).float()
+        return label, torch.tensor(face_box(pose, h, w), dtype=torch.long), body
 
 
-def pair_sample(labels: list[tuple[torch.Tensor, torch.Tensor]], images: list[torch.Tensor], path: str) -> dict:
-    return {"label": torch.stack([lb for lb, _ in labels]), "face_box": torch.stack([b for _, b in labels]),
-            "image": torch.stack(images), "path": path}
+def pair_sample(labels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], images: list[torch.Tensor],
+                path: str) -> dict:
+    """``pose`` [2, 25, 3]: each frame's BODY_25 keypoints at the label's size (for task=test's pose distance)."""
+    return {"label": torch.stack([x[0] for x in labels]), "face_box": torch.stack([x[1] for x in labels]),
+            "pose": torch.stack([x[2] for x in labels]), "image": torch.stack(images), "path": path}
 
 
 class SyntheticDanceDataset(Dataset):

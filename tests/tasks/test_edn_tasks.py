@@ -120,3 +120,32 @@ def test_extract_poses_video_with_no_person(tmp_path) -> None:
     cfg = compose_config([*TINY_EDN, "task=extract_poses", f"task.input={tmp_path / 'wall.mp4'}"], tmp_path)
     with pytest.raises(ValueError, match="no person was detected in any of the 3 frames of task.input=.*wall.mp4"):
         extract_poses(cfg)
+
+
+def test_pose_distance_and_nearest_pose_by_hand() -> None:
+    from tasks.edn.metrics import nearest_pose, pose_distance
+
+    ref = np.zeros((25, 3))
+    ref[:3] = [[0, 0, 1], [10, 0, 1], [0, 10, 1]]
+    pred = ref.copy()
+    pred[0, :2] = [3, 4]          # 5 px off
+    pred[1, :2] = [10, 6]         # 6 px off
+    pred[2, 2] = 0.1              # not detected: left out
+    assert pose_distance(pred, ref) == (11.0, 2)
+    bank = np.stack([ref, pred, ref + [[100, 0, 0]]])
+    assert nearest_pose(pred, bank) == 1 and nearest_pose(ref, bank[[2, 1]]) == 1
+
+
+def test_task_test_reports_the_edn_figures(global_ckpt, tmp_path) -> None:
+    import json
+
+    from tasks.evaluate import test
+
+    cfg = compose_config([*TINY_EDN, "task=test", f"task.ckpt_path={global_ckpt}", "task.metrics=[psnr,ssim]"],
+                         tmp_path)
+    values = test(cfg)
+    assert "temporal_stability" in values and "baseline_temporal_stability" in values
+    report = json.load(open(tmp_path / "metrics.json"))
+    if not HAS_MEDIAPIPE:
+        assert "pip install -e .[pose]" in report["skipped"]["pose_distance"]
+    assert "temporal_stability" in open(tmp_path / "metrics.md").read()
