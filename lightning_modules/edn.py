@@ -159,16 +159,26 @@ class EDNModule(GANModule):
         with torch.no_grad():
             body = self.netG.sequence(label)
         boxes = batch["face_box"].transpose(0, 1).reshape(-1, 3)
+        self.check_face_boxes(boxes)
         label_crop = crop_boxes(self._frames(label), boxes)
         body_crop = crop_boxes(self._frames(body), boxes)
         fake_crop = self.faceG(label_crop, body_crop)
         return {"label_crop": label_crop, "body_crop": body_crop, "fake_crop": fake_crop,
                 "real_crop": crop_boxes(self._frames(real), boxes), "body": body}
 
+    def check_face_boxes(self, boxes: torch.Tensor) -> None:
+        """The face crop must pass the face generator: its size a multiple of that generator's stride."""
+        size, stride = int(boxes[0, 2]), self.faceG.total_stride
+        if size % stride:
+            raise ValueError(f"the face crop is {size}x{size} px (128 * H / 512), not a multiple of the face generator's "
+                             f"total stride {stride}: pick dataset.image_size with a crop divisible by {stride}, or a "
+                             f"smaller model.networks.face_generator.n_downsampling")
+
     def refine_face(self, label: torch.Tensor, frame: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
         """``frame`` with the face residual added inside ``boxes`` [B, 3] (unchanged outside stage face)."""
         if self.faceG is None or boxes is None:
             return frame
+        self.check_face_boxes(boxes)
         face = self.inference_face()(crop_boxes(label, boxes), crop_boxes(frame, boxes))
         return paste_boxes(frame, face, boxes)
 

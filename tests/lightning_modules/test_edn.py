@@ -120,3 +120,11 @@ def test_ddp_two_ranks_stage_global(tmp_path) -> None:
     assert "MEMBER: 2/2" in proc.stderr
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["condsynth"]["model"] == "edn" and ckpt["global_step"] == 4  # 2 batches per rank x (D + G)
+
+
+def test_face_crop_not_fitting_the_face_generator_is_a_clear_error() -> None:
+    module = build_module(_cfg("stage=face"), for_inference=True)  # face G stride 2 here
+    frame = torch.zeros(1, 3, 32, 64)
+    with pytest.raises(ValueError, match="face crop is 5x5 px.*stride 2"):
+        module.refine_face(frame, frame, torch.tensor([[0, 0, 5]]))
+    assert module.refine_face(frame, frame, torch.tensor([[0, 0, 8]])).shape == frame.shape
