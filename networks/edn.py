@@ -49,14 +49,15 @@ def crop_boxes(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     size = int(boxes[0, 2])
     if bool((boxes[:, 2] != size).any()):
         raise ValueError(f"face boxes of one batch must share a size, got {boxes[:, 2].tolist()}")
-    return torch.stack([x[i, :, int(t):int(t) + size, int(l):int(l) + size] for i, (t, l, _) in enumerate(boxes)])
+    return torch.stack([x[i, :, int(top):int(top) + size, int(left):int(left) + size]
+                        for i, (top, left, _) in enumerate(boxes)])
 
 
 def paste_boxes(x: torch.Tensor, crops: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """``x`` with ``crops`` written back at ``boxes`` (a new tensor; differentiable w.r.t. both)."""
     rows = []
-    for i, (t, l, s) in enumerate(boxes.tolist()):
-        pad = (l, x.shape[-1] - l - s, t, x.shape[-2] - t - s)
+    for i, (top, left, s) in enumerate(boxes.tolist()):
+        pad = (left, x.shape[-1] - left - s, top, x.shape[-2] - top - s)
         mask = torch.nn.functional.pad(torch.ones_like(crops[i, :1]), pad)
         rows.append(x[i] * (1 - mask) + torch.nn.functional.pad(crops[i], pad))
     return torch.stack(rows)

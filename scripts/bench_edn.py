@@ -70,8 +70,8 @@ def bench_render(n: int = 20) -> list[dict]:
     rows = []
     for h, w in ((128, 256), (256, 512), (512, 1024)):
         pose = _pose(h, w)
-        ours = _time(lambda: render_pose(pose, h, w), n)
-        base = _time(lambda: _naive_render(pose, h, w, 4 * h / 512), max(2, n // 4))
+        ours = _time(lambda pose=pose, h=h, w=w: render_pose(pose, h, w), n)
+        base = _time(lambda pose=pose, h=h, w=w: _naive_render(pose, h, w, 4 * h / 512), max(2, n // 4))
         rows.append({"resolution": f"{w}x{h}", "ms": ours * 1e3, "baseline_ms": base * 1e3})
     return rows
 
@@ -94,7 +94,7 @@ def bench_transfer(device: str, frames: int) -> list[dict]:
             box = torch.tensor([[h // 8, w // 2 - s // 2, s]], device=device)
             state = {"prev": None}
 
-            def step() -> None:
+            def step(module=module, label=label, box=box, state=state) -> None:
                 state["prev"], _ = module.next_frame(label, state["prev"], box)
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()

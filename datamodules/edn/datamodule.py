@@ -17,7 +17,6 @@ A sample: ``label`` [2, 3, H, W] (rendered keypoints, [-1, 1]), ``image`` [2, 3,
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np

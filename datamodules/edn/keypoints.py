@@ -258,7 +258,7 @@ def smooth_poses(poses: list[FramePose], window: int = 7, mode: str = "median",
         if any(a is None for a in arrays) or len({a.shape for a in arrays}) != 1:
             continue
         smoothed = smooth_sequence(np.stack(arrays), window, mode, min_confidence)
-        for p, a in zip(out, smoothed):
+        for p, a in zip(out, smoothed, strict=True):
             setattr(p, name, a)
     return out
 

@@ -65,7 +65,7 @@ class DanceMotion:
     def __call__(self, t: float) -> dict[str, float]:
         w = 0.5 + 0.25 * np.sin(2 * np.pi * self.freq[:, 0] * t + self.phase[:, 0]) \
             + 0.25 * np.sin(2 * np.pi * self.freq[:, 1] * t + self.phase[:, 1])  # in [0, 1]
-        d = dict(zip(self.DOFS, w))
+        d = dict(zip(self.DOFS, w, strict=True))
         return {
             "r_shoulder": 0.2 + 2.4 * d["r_shoulder"], "r_elbow": 1.6 * d["r_elbow"],
             "l_shoulder": 0.2 + 2.4 * d["l_shoulder"], "l_elbow": 1.6 * d["l_elbow"],

@@ -33,7 +33,7 @@ def extract_poses(cfg: DictConfig) -> dict[str, Any]:
     seconds = 0.0
     try:
         with tqdm(total=len(source), unit="frame", desc="extract_poses") as bar:
-            for name, frame in zip(source.names, source):
+            for name, frame in zip(source.names, source, strict=False):
                 t0 = time.perf_counter()
                 pose = estimator(frame)
                 seconds += time.perf_counter() - t0

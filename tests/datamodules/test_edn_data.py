@@ -39,7 +39,7 @@ def _write_clip(tmp_path, n: int = 6, empty: tuple[int, ...] = (), json_count: i
     frames.mkdir()
     poses = dance_sequence("target", n, 64, 128, seed=1)
     images = [render_photo(SUBJECTS["target"], p, 64, 128) for p in poses]
-    for i, (pose, img) in enumerate(zip(poses, images)):
+    for i, (pose, img) in enumerate(zip(poses, images, strict=True)):
         if i < (json_count if json_count is not None else n):
             write_openpose_json(str(keypoints / f"frame{i:06d}_keypoints.json"), [] if i in empty else [pose])
         Image.fromarray(img).save(frames / f"frame{i:06d}.png")

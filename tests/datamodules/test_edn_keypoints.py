@@ -141,9 +141,9 @@ def _standing(ankle: float, height: float, x: float = 100.0) -> FramePose:
 
 def test_normalisation_by_hand() -> None:
     # source: close = 400 (height 200), median 360; far = 345 (15 above the median < 0.5 * 40); window 27.5
-    src = [_standing(a, h) for a, h in zip([400, 345, 360, 360, 360], [200, 150, 170, 170, 170])]
+    src = [_standing(a, h) for a, h in zip([400, 345, 360, 360, 360], [200, 150, 170, 170, 170], strict=True)]
     # target: close = 500 (height 300), median 450; far = 430 (20 < 0.5 * 50); window 35
-    tgt = [_standing(a, h) for a, h in zip([500, 430, 450, 450, 450], [300, 240, 260, 260, 260])]
+    tgt = [_standing(a, h) for a, h in zip([500, 430, 450, 450, 450], [300, 240, 260, 260, 260], strict=True)]
     stats = subject_stats(*np.array([pose_stats(p.body) for p in src]).T)
     assert (stats.close, stats.far, stats.height_close, stats.height_far) == (400, 345, 200, 170)
     norm = fit_normalisation(src, tgt, 200, 200)

@@ -102,10 +102,10 @@ def test_face_stage_refines_only_the_face(chained) -> None:
     out = module.generate_pair(batch)
     body = module.netG.sequence(batch["label"])
     diff = (out - body).abs().sum(dim=2)  # [B, 2, H, W]
-    t, l, s = batch["face_box"][0, 0].tolist()
+    top, left, s = batch["face_box"][0, 0].tolist()
     outside = diff[0, 0].clone()
-    outside[t:t + s, l:l + s] = 0
-    assert outside.sum() == 0 and diff[0, 0, t:t + s, l:l + s].sum() > 0
+    outside[top:top + s, left:left + s] = 0
+    assert outside.sum() == 0 and diff[0, 0, top:top + s, left:left + s].sum() > 0
 
 
 @pytest.mark.slow
