@@ -257,7 +257,9 @@ class EDNModule(GANModule):
             s = self.face_size(h)
             nets.append(("faceG", self.faceG, (torch.zeros(1, c, s, s), torch.zeros(1, 3, s, s))))
             nets.append(("faceD", self.faceD, (torch.zeros(1, c + 3, s, s),)))
-        for obj in self.objectives.values():
+        for name, obj in self.objectives.items():
+            s = self.face_size(h) if name == "face" else None  # the face VGG sees the face crops
             for vgg in obj.frozen_networks():
-                nets.append(("objective.perceptual.vgg", vgg, (torch.zeros(1, 3, h, w),)))
+                nets.append((f"objectives.{name}.perceptual.vgg", vgg,
+                             (torch.zeros(1, 3, s or h, s or w),)))
         return nets
