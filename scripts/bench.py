@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """`make bench`: throughput and peak memory per model/stage, instance pooling vs a naive loop, and LST stylisation
-frames/s (r31/r41 at 256x256 and 512x512; scripts/bench_lst.py).
+frames/s (r31/r41 at 256x256 and 512x512; scripts/bench_lst.py), and Everybody Dance Now's label rendering, transfer
+frames/s and pose extraction frames/s (scripts/bench_edn.py).
 
 Each training row runs in its own subprocess (so peak memory is that row's alone): it composes the real config
 (`size=demo` unless --size paper), builds the module and a fixed synthetic batch, and times full training steps
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--one", nargs=2, metavar=("MODEL", "STAGE"), help=argparse.SUPPRESS)
     p.add_argument("--skip-pool", action="store_true", help="skip the instance pooling benchmark")
     p.add_argument("--skip-lst", action="store_true", help="skip the LST stylisation frames/s benchmark")
+    p.add_argument("--skip-edn", action="store_true", help="skip the EDN rendering/transfer/pose benchmarks")
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(bench_one(args.one[0], args.one[1], args.size, args.batch, args.steps, args.device)))
@@ -143,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n## LST stylisation frames/s (batch 1, style code computed once, full VGG widths, random weights)\n")
         print(bench_lst.format_table(bench_lst.run(device=args.device)))
+    if not args.skip_edn:
+        sys.path.insert(0, str(REPO_ROOT / "scripts"))
+        import bench_edn
+
+        bench_edn.main(["--device", args.device])
     return 0
 
 

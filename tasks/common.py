@@ -24,8 +24,9 @@ from lightning_modules.stages import StageError, read_checkpoint
 log = logging.getLogger(__name__)
 
 
-#: keys every model config has that are not constructor arguments: read by run names, validation, the datamodule
-MODEL_BOOKKEEPING_KEYS = ("name", "stages", "size_multiple")
+#: keys every model config has that are not constructor arguments: read by run names, validation, the datamodule;
+#: ``test_metrics`` (optional): a factory ``(cfg, module) -> metrics`` of the model's own task=test metrics
+MODEL_BOOKKEEPING_KEYS = ("name", "stages", "size_multiple", "test_metrics")
 
 
 def build_module(cfg: DictConfig, for_inference: bool = False) -> SynthesisModule:

@@ -213,6 +213,13 @@ def test(cfg: DictConfig) -> dict[str, float]:
     module = module.to(device)
     datamodule.setup("test")
     loader = datamodule.test_dataloader()
+    # the model's own metrics (model.test_metrics: a factory (cfg, module) -> object with update(batch, fake, real)
+    # on [0, 1] images and compute() -> (values, skipped)), e.g. a pose distance
+    extra = None
+    if cfg.model.get("test_metrics") is not None:
+        import hydra
+
+        extra = hydra.utils.instantiate(cfg.model.test_metrics)(cfg, module)
     grids = _GridWriter(os.path.join(cfg.paths.run_dir, "test_samples"),
                         max_grids=int(cfg.task.get("num_sample_grids", 2)))
     n_images = 0
@@ -223,6 +230,8 @@ def test(cfg: DictConfig) -> dict[str, float]:
             fake = module.to_unit_images(module.generate(batch, **options))
             for name, metric in metrics.items():
                 _update(name, metric, fake, real)
+            if extra is not None:
+                extra.update(batch, fake, real)
             if grids.wants_more:
                 grids.add({**module.sample_images(batch), "generated": fake, "real": real})
             n_images += real.shape[0]
@@ -235,10 +244,15 @@ def test(cfg: DictConfig) -> dict[str, float]:
         del metrics["fid"]
 
     values = {name: float(metric.compute()) for name, metric in metrics.items()}
+    if extra is not None:
+        extra_values, extra_skipped = extra.compute()
+        values.update(extra_values)
+        skipped.update(extra_skipped)
     for name, v in values.items():
         if not math.isfinite(v):
             log.warning("metric %s is not finite (%s)", name, v)
     order = [str(m).lower() for m in dict.fromkeys(cfg.task.get("metrics") or [])]
+    order += [k for k in [*values, *skipped] if k not in order]
     table = metrics_table(values, skipped, order)
     run_dir = str(cfg.paths.run_dir)
     shown = ", ".join(f"{k}={v}" for k, v in options.items()) or "the model's defaults"

@@ -24,6 +24,10 @@ def _model_for(group: str, option: str) -> str | None:
         return option[len("default_for_"):]
     if group == "dataset":
         return OmegaConf.load(os.path.join(CONF_DIR, group, f"{option}.yaml")).get("model")
+    if group == "experiment":  # a recipe names its model in its defaults list (override /model: <paper>)
+        for entry in OmegaConf.load(os.path.join(CONF_DIR, group, f"{option}.yaml")).get("defaults") or []:
+            if OmegaConf.is_dict(entry) and "override /model" in entry:
+                return str(entry["override /model"])
     return None
 
 
@@ -57,7 +61,7 @@ def test_every_option_composes_and_resolves(group: str, tmp_path) -> None:
         model = _model_for(group, option)
         if model is not None and group != "model":
             overrides.insert(0, f"model={model}")
-        if group == "task" and option not in ("train", "summary"):
+        if group == "task" and "ckpt_path" in OmegaConf.load(os.path.join(CONF_DIR, group, f"{option}.yaml")):
             overrides.append("task.ckpt_path=/nonexistent.ckpt")
         cfg = compose_config(overrides, tmp_path / option, tiny=group not in ("size", "experiment"))
         resolved = OmegaConf.to_container(cfg, resolve=True)

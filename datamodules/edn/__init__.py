@@ -1,0 +1,6 @@
+"""Everybody Dance Now's data: keypoints (OpenPose JSON, mappings, smoothing, normalisation), the label renderer,
+the synthetic dancer, video frames, and the datamodule of consecutive frame pairs."""
+
+from datamodules.edn.datamodule import EDNDataModule, SyntheticDanceDataset
+
+__all__ = ["EDNDataModule", "SyntheticDanceDataset"]

@@ -1,0 +1,265 @@
+"""Everybody Dance Now (Chan et al., "Everybody Dance Now", ICCV 2019) as a LightningModule.
+
+Pose -> video with a temporally coherent pix2pixHD (§3.2) and a face GAN (§3.3):
+
+* **Temporal generator** ``G(x_t, previous)``: the pose label of frame t concatenated with the previous generated
+  frame (zeros for a sequence's first frame). Training runs on consecutive pairs: ``f_t = G(x_t, 0)`` then
+  ``f_t1 = G(x_t1, f_t)``, with gradients through both; inference runs frame by frame on its own outputs.
+* **Discriminators**, each with the shared conditional-GAN objective (LSGAN + D feature matching, + VGG for the
+  frames): the per-frame multiscale D on (x, y) for both frames, and the temporal multiscale D on
+  (x_t, x_t1, y_t, y_t1) for real and (x_t, x_t1, f_t, f_t1) for fake.
+* **Face GAN** (stage ``face``, body generator frozen): a crop around the face (128 px at 1024x512, scaled with
+  the resolution, clamped at the borders; from the dataset's ``face_box``); the face generator adds a residual to
+  the generated crop given the pose crop; the face D sees (pose crop, face crop); its losses are the shared
+  objective with VGG on the face. At inference the refined crop is pasted back into the frame. The body chain
+  conditions each frame on the previous *body* output (the residual only touches the output frames).
+
+Stages (official carolineec/EverybodyDanceNow): ``global`` (G1, half resolution: 512x256 in the paper),
+``local`` (the local enhancer at full resolution, G1 loaded and frozen), ``face`` (face G and D; body loaded and
+frozen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from datamodules.visualize import to_unit_range
+from lightning_modules.base import GANModule, OptimizerFactory
+from losses.conditional_gan import ConditionalGANObjective
+from networks.edn import FaceResidualGenerator, TemporalGenerator, crop_boxes, paste_boxes
+
+ObjectiveFactory = Callable[[], ConditionalGANObjective]
+
+
+class EDNModule(GANModule):
+    """``networks``: factories of the ``global`` / ``local`` frame generators (the stage's ``generator`` picks one),
+    ``discriminator`` (frame), ``temporal_discriminator``, ``face_generator`` and ``face_discriminator``; the module
+    gives them their channel counts. ``losses``: ``frame``, ``temporal`` and ``face`` objective factories (only the
+    stage's are built: the body stages use frame + temporal, stage face uses face)."""
+
+    model_name = "edn"
+    sweep_metric = "val/l1"
+    paired_outputs = True
+    stride_owner = "generator"
+    size_fix_hint = "set dataset.size_multiple={stride} (the datamodule then fits the size) or pick another image_size"
+
+    def __init__(self, networks: Mapping[str, Callable[..., nn.Module]], losses: Mapping[str, ObjectiveFactory],
+                 stage: Mapping[str, Any], optimizer: OptimizerFactory, label_nc: int = 3,
+                 scheduler: Mapping[str, Any] | None = None, ema: Mapping[str, Any] | None = None) -> None:
+        super().__init__(stage, optimizer, scheduler, ema)
+        self.label_nc = int(label_nc)
+        which = str(self.stage_spec.extra.get("generator", "global"))
+        if networks.get(which) is None:
+            raise ValueError(f"stage '{self.stage_spec.name}' uses generator '{which}', which model.networks does "
+                             f"not have (it has {sorted(networks)})")
+        self.face_stage = bool(self.stage_spec.extra.get("face", False))
+        self.netG = TemporalGenerator(networks[which], self.label_nc, 3)
+        c = self.label_nc + 3
+        self.netD = self.netDT = self.faceG = self.faceD = None
+        if self.face_stage:
+            self.faceG = FaceResidualGenerator(networks["face_generator"], self.label_nc)
+            self.faceD = networks["face_discriminator"](input_nc=c)
+            self.objectives = nn.ModuleDict({"face": losses["face"]()})
+        else:
+            self.netD = networks["discriminator"](input_nc=c)
+            self.netDT = networks["temporal_discriminator"](input_nc=2 * c)
+            self.objectives = nn.ModuleDict({"frame": losses["frame"](), "temporal": losses["temporal"]()})
+        self.setup_stage(
+            expected_missing={"netG.generator.local_": "the local enhancer G2 is new in stage local (pix2pixHD §3.2)",
+                              "faceG.": "the face generator is new in stage face (EDN §3.3)",
+                              "faceD.": "the face discriminator is new in stage face (EDN §3.3)"},
+            expected_unused={"netG.generator.head.": "G1's output layers are dropped when G1 feeds G2",
+                             "netD.": "stage face trains only the face GAN: the frame D is not needed",
+                             "netDT.": "stage face trains only the face GAN: the temporal D is not needed",
+                             "generator_ema.": "the EMA copy is rebuilt from the loaded generator"},
+        )
+
+    # --- parts ---------------------------------------------------------------------------------------
+    def frozen_pretrained(self) -> list[nn.Module]:
+        return [m for obj in self.objectives.values() for m in obj.frozen_networks()]
+
+    def parts(self) -> dict[str, list[nn.Module]]:
+        parts: dict[str, list[nn.Module]] = {"generator": [self.netG]}
+        parts.update({f"generator.{k}": v for k, v in self.netG.part_modules().items()})
+        for name, net in (("discriminator", self.netD), ("temporal_discriminator", self.netDT),
+                          ("face_generator", self.faceG), ("face_discriminator", self.faceD)):
+            if net is not None:
+                parts[name] = [net]
+        return parts
+
+    def generator_modules(self) -> list[nn.Module]:
+        return [self.faceG] if self.face_stage else [self.netG]
+
+    def discriminator_modules(self) -> list[nn.Module]:
+        return [self.faceD] if self.face_stage else [self.netD, self.netDT]
+
+    def ema_source(self) -> nn.Module:
+        return self.faceG if self.face_stage else self.netG
+
+    @property
+    def total_stride(self) -> int:
+        return self.netG.total_stride
+
+    # --- the body ------------------------------------------------------------------------------------
+    def _pairs(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        label = batch["label"]
+        if label.dim() != 5 or label.shape[1] != 2 or label.shape[2] != self.label_nc:
+            raise ValueError(f"batch['label'] must be [B, 2, {self.label_nc}, H, W] (consecutive frame pairs), got "
+                             f"{tuple(label.shape)}")
+        self.check_size(label[:, 0])
+        return label, batch.get("image")
+
+    def prepare_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        label, real = self._pairs(batch)
+        if self.face_stage:
+            return self._prepare_face(batch, label, real)
+        fake = self.netG.sequence(label)  # f_t = G(x_t, 0); f_t1 = G(x_t1, f_t): gradients through both
+        return {"label": label, "real": real, "fake": fake}
+
+    @staticmethod
+    def _frames(x: torch.Tensor) -> torch.Tensor:
+        """[B, 2, C, H, W] -> [2B, C, H, W] (both frames as one batch, for the per-frame D)."""
+        return x.transpose(0, 1).reshape(-1, *x.shape[2:])
+
+    @staticmethod
+    def _stacked(x: torch.Tensor) -> torch.Tensor:
+        """[B, 2, C, H, W] -> [B, 2C, H, W] (t and t+1 along channels, for the temporal D)."""
+        return x.reshape(x.shape[0], -1, *x.shape[3:])
+
+    def discriminator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if self.face_stage:
+            return self.objectives["face"].discriminator_terms(self.faceD, step["label_crop"], step["real_crop"],
+                                                              step["fake_crop"])
+        lab, real, fake = step["label"], step["real"], step["fake"]
+        terms = self.objectives["frame"].discriminator_terms(self.netD, self._frames(lab), self._frames(real),
+                                                              self._frames(fake))
+        terms.update(self.objectives["temporal"].discriminator_terms(
+            self.netDT, self._stacked(lab), self._stacked(real), self._stacked(fake)))
+        return terms
+
+    def generator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if self.face_stage:
+            return self.objectives["face"].generator_terms(self.faceD, step["label_crop"], step["real_crop"],
+                                                          step["fake_crop"])
+        lab, real, fake = step["label"], step["real"], step["fake"]
+        terms = self.objectives["frame"].generator_terms(self.netD, self._frames(lab), self._frames(real),
+                                                          self._frames(fake))
+        terms.update(self.objectives["temporal"].generator_terms(
+            self.netDT, self._stacked(lab), self._stacked(real), self._stacked(fake)))
+        return terms
+
+    # --- the face ------------------------------------------------------------------------------------
+    def _prepare_face(self, batch: Mapping[str, Any], label: torch.Tensor, real: torch.Tensor) -> dict[str, Any]:
+        if "face_box" not in batch:
+            raise ValueError("stage face needs batch['face_box'] (top, left, size per frame) from the datamodule")
+        with torch.no_grad():
+            body = self.netG.sequence(label)
+        boxes = batch["face_box"].transpose(0, 1).reshape(-1, 3)
+        self.check_face_boxes(boxes)
+        label_crop = crop_boxes(self._frames(label), boxes)
+        body_crop = crop_boxes(self._frames(body), boxes)
+        fake_crop = self.faceG(label_crop, body_crop)
+        return {"label_crop": label_crop, "body_crop": body_crop, "fake_crop": fake_crop,
+                "real_crop": crop_boxes(self._frames(real), boxes), "body": body}
+
+    def check_face_boxes(self, boxes: torch.Tensor) -> None:
+        """The face crop must pass the face generator: its size a multiple of that generator's stride."""
+        size, stride = int(boxes[0, 2]), self.faceG.total_stride
+        if size % stride:
+            raise ValueError(f"the face crop is {size}x{size} px (128 * H / 512), not a multiple of the face generator's "
+                             f"total stride {stride}: pick dataset.image_size with a crop divisible by {stride}, or a "
+                             f"smaller model.networks.face_generator.n_downsampling")
+
+    def refine_face(self, label: torch.Tensor, frame: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
+        """``frame`` with the face residual added inside ``boxes`` [B, 3] (unchanged outside stage face)."""
+        if self.faceG is None or boxes is None:
+            return frame
+        self.check_face_boxes(boxes)
+        face = self.inference_face()(crop_boxes(label, boxes), crop_boxes(frame, boxes))
+        return paste_boxes(frame, face, boxes)
+
+    # --- inference -----------------------------------------------------------------------------------
+    def inference_generator(self) -> nn.Module:
+        if self.generator_ema is not None and not self.face_stage:
+            return self.generator_ema.module
+        return self.netG
+
+    def inference_face(self) -> nn.Module:
+        if self.generator_ema is not None and self.face_stage:
+            return self.generator_ema.module
+        return self.faceG
+
+    @torch.no_grad()
+    def next_frame(self, label: torch.Tensor, previous: torch.Tensor | None,
+                   face_box: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of inference: (body frame, output frame) for ``label`` [B, C, H, W] given the previous body
+        frame (None = first frame); the output adds the face residual in stage face."""
+        self.check_size(label)
+        body = self.inference_generator()(label, previous)
+        return body, self.refine_face(label, body, face_box)
+
+    @torch.no_grad()
+    def generate_pair(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Both frames of each pair, generated in order: [B, 2, 3, H, W] in [-1, 1]."""
+        label, _ = self._pairs(batch)
+        boxes = batch.get("face_box")
+        previous, out = None, []
+        for t in range(label.shape[1]):
+            previous, frame = self.next_frame(label[:, t], previous, None if boxes is None else boxes[:, t])
+            out.append(frame)
+        return torch.stack(out, dim=1)
+
+    @torch.no_grad()
+    def generate(self, batch: Mapping[str, Any], **options: Any) -> torch.Tensor:
+        """The second frame of each pair, generated after the first (frame t+1 conditioned on G's frame t)."""
+        return self.generate_pair(batch)[:, 1]
+
+    def to_unit_images(self, images: torch.Tensor) -> torch.Tensor:
+        return to_unit_range(images)
+
+    def target_images(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        if batch.get("image") is None:
+            raise ValueError("the test split has no frames to compare with; task=test needs the target's frames")
+        return batch["image"][:, 1]
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        fake = self.generate_pair(batch)
+        real = batch["image"]
+        n = real.shape[0]
+        self.log("val/l1", (fake - real).abs().mean(), prog_bar=True, batch_size=n, sync_dist=True)
+        mse = ((to_unit_range(fake) - to_unit_range(real)) ** 2).mean().clamp(min=1e-10)
+        self.log("val/psnr", -10 * torch.log10(mse), batch_size=n, sync_dist=True)
+
+    def sample_images(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        fake = self.generate_pair(batch)
+        rows = {"pose_t": to_unit_range(batch["label"][:, 0]), "generated_t": to_unit_range(fake[:, 0]),
+                "pose_t1": to_unit_range(batch["label"][:, 1]), "generated_t1": to_unit_range(fake[:, 1])}
+        if batch.get("image") is not None:
+            rows["real_t1"] = to_unit_range(batch["image"][:, 1])
+        return rows
+
+    # --- summary -------------------------------------------------------------------------------------
+    def face_size(self, h: int) -> int:
+        return max(1, round(128 * h / 512))
+
+    def summary_networks(self, h: int, w: int) -> list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]]:
+        c = self.label_nc
+        nets: list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]] = [
+            ("netG", self.netG, (torch.zeros(1, c, h, w), torch.zeros(1, 3, h, w)))]
+        if self.netD is not None:
+            nets.append(("netD", self.netD, (torch.zeros(1, c + 3, h, w),)))
+            nets.append(("netDT", self.netDT, (torch.zeros(1, 2 * (c + 3), h, w),)))
+        if self.faceG is not None:
+            s = self.face_size(h)
+            nets.append(("faceG", self.faceG, (torch.zeros(1, c, s, s), torch.zeros(1, 3, s, s))))
+            nets.append(("faceD", self.faceD, (torch.zeros(1, c + 3, s, s),)))
+        for name, obj in self.objectives.items():
+            s = self.face_size(h) if name == "face" else None  # the face VGG sees the face crops
+            for vgg in obj.frozen_networks():
+                nets.append((f"objectives.{name}.perceptual.vgg", vgg,
+                             (torch.zeros(1, 3, s or h, s or w),)))
+        return nets

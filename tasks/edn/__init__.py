@@ -1,0 +1,1 @@
+"""Everybody Dance Now\x27s own tasks: extract_poses, transfer."""

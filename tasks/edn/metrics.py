@@ -1,0 +1,115 @@
+"""Everybody Dance Now's own task=test figures (``model.test_metrics``), beside SSIM / LPIPS:
+
+* ``pose_distance``: the paper's pose metric (§5.1): the same pose estimator (MediaPipe, the ``pose`` extra) runs
+  on each generated frame; the mean distance in pixels between its keypoints and the input pose, over the joints
+  both have (confidence above ``min_confidence``). ``pose_distance_real`` is the same on the real frames (the
+  estimator's own error on this data: the floor). Skipped, with the reason, without the extra.
+* ``temporal_stability``: mean |f_t+1 - f_t| of consecutive generated frames minus the same of the real frames
+  ([0, 1] units; 0 = as much frame-to-frame change as the real video, > 0 = flicker).
+* ``baseline_*``: the same for "copy the nearest training frame": each test pose's nearest training pose (mean
+  joint distance) gives its real training frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from datamodules.visualize import to_unit_range
+from tasks.edn.poses import POSE_EXTRA_HINT, PoseEstimator
+
+
+def pose_distance(pred: np.ndarray, ref: np.ndarray, min_confidence: float = 0.5) -> tuple[float, int]:
+    """(sum of L2 distances, number of joints) over joints confident in both [K, 3] poses."""
+    both = (pred[:, 2] > min_confidence) & (ref[:, 2] > min_confidence)
+    return float(np.linalg.norm(pred[both, :2] - ref[both, :2], axis=1).sum()), int(both.sum())
+
+
+def nearest_pose(query: np.ndarray, bank: np.ndarray, min_confidence: float = 0.5) -> int:
+    """Index of the pose of ``bank`` [N, K, 3] nearest to ``query`` [K, 3] (mean distance over shared joints)."""
+    both = (bank[:, :, 2] > min_confidence) & (query[None, :, 2] > min_confidence)
+    dist = np.linalg.norm(bank[:, :, :2] - query[None, :, :2], axis=2)
+    mean = (dist * both).sum(1) / np.maximum(both.sum(1), 1)
+    mean[both.sum(1) == 0] = np.inf
+    return int(np.argmin(mean))
+
+
+def _uint8(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+class EDNTestMetrics:
+    """Accumulates the figures of the module docstring over the test batches."""
+
+    def __init__(self, cfg: Any, module: Any, baseline: bool = True, min_confidence: float = 0.5) -> None:
+        self.cfg, self.module, self.baseline = cfg, module, bool(baseline)
+        self.min_confidence = float(min_confidence)
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.skipped: dict[str, str] = {}
+        self._bank: tuple[np.ndarray, torch.Tensor] | None = None
+        try:
+            self.estimator = PoseEstimator(video=False, face=False)
+        except ModuleNotFoundError:
+            self.estimator = None
+            for name in ("pose_distance", "pose_distance_real", "baseline_pose_distance"):
+                self.skipped[name] = POSE_EXTRA_HINT
+
+    def _add(self, name: str, total: float, count: int) -> None:
+        self.sums[name] = self.sums.get(name, 0.0) + total
+        self.counts[name] = self.counts.get(name, 0) + count
+
+    def bank(self) -> tuple[np.ndarray, torch.Tensor]:
+        """Poses [N, 25, 3] and real frames [N, 3, H, W] of the training pairs' first frames."""
+        if self._bank is None:
+            from tasks.common import build_datamodule
+
+            dm = build_datamodule(self.cfg)
+            dm.setup("fit")
+            items = [dm.train_set[i] for i in range(len(dm.train_set))]
+            self._bank = (np.stack([it["pose"][0].numpy() for it in items]),
+                          torch.stack([it["image"][0] for it in items]))
+        return self._bank
+
+    def _figures(self, prefix: str, pair: torch.Tensor, real: torch.Tensor, poses: torch.Tensor) -> None:
+        """pair/real: [B, 2, 3, H, W] in [0, 1]; poses [B, 2, 25, 3]."""
+        change = (pair[:, 1] - pair[:, 0]).abs().mean(dim=(1, 2, 3)) - (real[:, 1] - real[:, 0]).abs().mean(dim=(1, 2, 3))
+        self._add(f"{prefix}temporal_stability", float(change.sum()), change.numel())
+        if self.estimator is None:
+            return
+        for i in range(pair.shape[0]):
+            found = self.estimator(_uint8(pair[i, 1]))
+            if found is not None:
+                self._add(f"{prefix}pose_distance", *pose_distance(found.body, poses[i, 1].cpu().numpy(),
+                                                                   self.min_confidence))
+
+    @torch.no_grad()
+    def update(self, batch: dict[str, Any], fake: torch.Tensor, real: torch.Tensor) -> None:
+        pair = to_unit_range(self.module.generate_pair(batch))
+        real_pair = to_unit_range(batch["image"])
+        self._figures("", pair, real_pair, batch["pose"])
+        if self.estimator is not None:
+            for i in range(real_pair.shape[0]):
+                found = self.estimator(_uint8(real_pair[i, 1]))
+                if found is not None:
+                    self._add("pose_distance_real", *pose_distance(found.body, batch["pose"][i, 1].cpu().numpy(),
+                                                                   self.min_confidence))
+        if self.baseline:
+            poses, frames = self.bank()
+            picks = [[nearest_pose(batch["pose"][i, t].cpu().numpy(), poses, self.min_confidence) for t in (0, 1)]
+                     for i in range(pair.shape[0])]
+            copied = to_unit_range(torch.stack([torch.stack([frames[j] for j in p]) for p in picks]))
+            self._figures("baseline_", copied.to(real_pair.device), real_pair, batch["pose"])
+
+    def compute(self) -> tuple[dict[str, float], dict[str, str]]:
+        values = {k: self.sums[k] / self.counts[k] for k in self.sums if self.counts[k]}
+        for k in ("pose_distance", "baseline_pose_distance", "pose_distance_real"):
+            if self.estimator is not None and k not in values and (k != "baseline_pose_distance" or self.baseline):
+                self.skipped[k] = "the pose estimator found no person in any frame"
+        if "pose_distance" in self.counts:
+            values["pose_distance_joints"] = float(self.counts["pose_distance"])
+        if self.estimator is not None:
+            self.estimator.close()
+        return values, dict(self.skipped)

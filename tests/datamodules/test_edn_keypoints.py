@@ -1,0 +1,166 @@
+"""Everybody Dance Now keypoints: OpenPose JSON, format mappings, smoothing, rendering and pose normalisation,
+against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from datamodules.edn.keypoints import (
+    FramePose,
+    KeypointError,
+    coco18_to_body25,
+    fit_normalisation,
+    mediapipe33_to_body25,
+    pick_person,
+    pose_stats,
+    read_frame_pose,
+    read_openpose_json,
+    smooth_sequence,
+    subject_stats,
+    write_openpose_json,
+)
+from datamodules.edn.render import face_box, render_pose
+
+
+def _body(n: int = 25, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.uniform(0, 100, (n, 2)).round(2), rng.uniform(0.1, 1, (n, 1)).round(3)], 1)
+
+
+def test_json_round_trip_with_face_and_hands(tmp_path) -> None:
+    person = FramePose(_body(), face=_body(70, 1), hand_left=_body(21, 2), hand_right=_body(21, 3))
+    path = write_openpose_json(str(tmp_path / "f_keypoints.json"), [person])
+    raw = json.load(open(path))
+    assert len(raw["people"][0]["pose_keypoints_2d"]) == 75
+    back = read_openpose_json(path)[0]
+    for name in ("body", "face", "hand_left", "hand_right"):
+        np.testing.assert_allclose(getattr(back, name), getattr(person, name), atol=1e-4)
+    coco = FramePose(_body(18))
+    back = read_openpose_json(write_openpose_json(str(tmp_path / "c.json"), [coco]))[0]
+    assert back.format == "COCO_18" and back.face is None
+
+
+def test_several_people_and_no_people(tmp_path) -> None:
+    weak, strong = _body(seed=1), _body(seed=2)
+    weak[:, 2], strong[:, 2] = 0.2, 0.9
+    path = write_openpose_json(str(tmp_path / "two.json"), [FramePose(weak), FramePose(strong)])
+    np.testing.assert_allclose(read_frame_pose(path).body, strong, atol=1e-4)  # the most confident person
+    assert read_frame_pose(write_openpose_json(str(tmp_path / "none.json"), [])) is None
+    assert pick_person([]) is None
+
+
+def test_bad_json_files_name_the_file(tmp_path) -> None:
+    with pytest.raises(KeypointError, match="missing.json does not exist.*extract_poses"):
+        read_openpose_json(str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"people": [{"pose_keypoints_2d": [1, 2, 3, 4]}]}))
+    with pytest.raises(KeypointError, match="bad.json.*4 numbers"):
+        read_openpose_json(str(bad))
+    bad.write_text(json.dumps({"people": [{"pose_keypoints_2d": [0.0] * 60}]}))
+    with pytest.raises(KeypointError, match="20 joints"):
+        read_openpose_json(str(bad))
+
+
+def test_coco18_to_body25_by_hand() -> None:
+    coco = np.zeros((18, 3))
+    coco[:, 0] = np.arange(18)
+    coco[:, 1] = 100 + np.arange(18)
+    coco[:, 2] = 1
+    body = coco18_to_body25(coco)
+    assert body[1].tolist() == [1, 101, 1]            # Neck stays
+    assert body[8].tolist() == [9.5, 109.5, 1]         # MidHip = mean(RHip 8, LHip 11)
+    assert body[9].tolist() == [8, 108, 1]             # RHip
+    assert body[14].tolist() == [13, 113, 1]           # LAnkle = COCO 13
+    assert body[18].tolist() == [17, 117, 1]           # LEar = COCO 17
+    assert (body[19:, 2] == 0).all()                   # no feet in COCO-18
+
+
+def test_mediapipe33_to_body25_by_hand() -> None:
+    mp = np.zeros((33, 3))
+    mp[:, 0] = np.arange(33) * 2
+    mp[:, 1] = np.arange(33) * 3
+    mp[:, 2] = 0.9
+    body = mediapipe33_to_body25(mp)
+    assert body[1].tolist() == [23, 34.5, 0.9]      # Neck = mean(11, 12): x (22+24)/2, y (33+36)/2
+    assert body[8].tolist() == [47, 70.5, 0.9]      # MidHip = mean(23, 24)
+    assert body[2, :2].tolist() == [24, 36]         # RShoulder = 12
+    assert body[11, :2].tolist() == [56, 84]        # RAnkle = 28
+    assert body[15, :2].tolist() == [10, 15]        # REye = 5
+    assert body[24, :2].tolist() == [60, 90]        # RHeel = 30
+    assert body[20, 2] == 0 and body[23, 2] == 0    # small toes: none
+    mp[12, 2] = 0.0                                 # one shoulder unseen: no neck
+    assert mediapipe33_to_body25(mp)[1, 2] == 0
+
+
+def test_smoothing_median_ignores_low_confidence() -> None:
+    track = np.zeros((5, 1, 3))
+    track[:, 0, 0] = [10, 12, 100, 14, 16]   # an outlier at t=2
+    track[:, 0, 2] = [1, 1, 1, 1, 0.01]      # t=4 below the confidence threshold
+    out = smooth_sequence(track, window=3, mode="median", min_confidence=0.05)
+    assert out[:, 0, 0].tolist() == [11, 12, 14, 57, 14]   # t=4: only t=3 is confident in its window
+    mean = smooth_sequence(track, window=3, mode="mean")
+    assert mean[1, 0, 0] == pytest.approx((10 + 12 + 100) / 3)
+
+
+def test_renderer_against_known_pixels() -> None:
+    body = np.zeros((25, 3))
+    body[0] = [10, 32, 1]   # nose
+    body[1] = [54, 32, 1]   # neck: limb [0, 1] in colour 0 (official BGR [255, 0, 85] -> RGB (85, 0, 255))
+    img = render_pose(FramePose(body), 64, 64, stick_width=2)
+    assert img[0, 0].tolist() == [255, 255, 255]                 # white background
+    assert img[32, 32].tolist() == [153, 102, 255]               # 0.4 * white + 0.6 * (85, 0, 255)
+    assert img[34, 32].tolist() == [153, 102, 255]               # on the ellipse's minor semi-axis (2 px)
+    assert img[35, 32].tolist() == [255, 255, 255]               # just outside it
+    assert img[32, 7].tolist() == [85, 0, 255]                   # the nose dot (radius 4), outside the limb
+    assert img[32, 57].tolist() == [0, 0, 255]                   # the neck dot: BGR [255, 0, 0] -> blue
+    body[1, 2] = 0
+    assert (render_pose(FramePose(body), 64, 64, stick_width=2)[32, 32] == 255).all()  # no limb to a missing joint
+
+
+def test_face_box_is_clamped_at_the_borders() -> None:
+    body = np.zeros((25, 3))
+    body[0] = [3, 2, 1]
+    assert face_box(FramePose(body), 64, 128) == (0, 0, 16)       # 128 * 64 / 512 = 16 px, clamped top-left
+    body[0] = [127, 63, 1]
+    assert face_box(FramePose(body), 64, 128) == (48, 112, 16)    # clamped bottom-right
+    body[0] = [60, 30, 1]
+    assert face_box(FramePose(body), 64, 128) == (22, 52, 16)
+    assert face_box(None, 64, 128) == (0, 56, 16)
+
+
+def _standing(ankle: float, height: float, x: float = 100.0) -> FramePose:
+    body = np.zeros((25, 3))
+    body[0] = [x, ankle - height, 1]        # nose straight above the mean ankle
+    body[11] = [x - 10, ankle, 1]           # right ankle
+    body[14] = [x + 10, ankle, 1]           # left ankle
+    return FramePose(body)
+
+
+def test_normalisation_by_hand() -> None:
+    # source: close = 400 (height 200), median 360; far = 345 (15 above the median < 0.5 * 40); window 27.5
+    src = [_standing(a, h) for a, h in zip([400, 345, 360, 360, 360], [200, 150, 170, 170, 170], strict=True)]
+    # target: close = 500 (height 300), median 450; far = 430 (20 < 0.5 * 50); window 35
+    tgt = [_standing(a, h) for a, h in zip([500, 430, 450, 450, 450], [300, 240, 260, 260, 260], strict=True)]
+    stats = subject_stats(*np.array([pose_stats(p.body) for p in src]).T)
+    assert (stats.close, stats.far, stats.height_close, stats.height_far) == (400, 345, 200, 170)
+    norm = fit_normalisation(src, tgt, 200, 200)
+    assert (norm.target.close, norm.target.far, norm.target.height_close, norm.target.height_far) == (500, 430, 300, 260)
+    assert norm.scale_close == 1.5 and norm.scale_far == pytest.approx(260 / 170)
+    out, scale, shift = norm.apply(_standing(345, 170))          # at the far position
+    assert scale == pytest.approx(260 / 170) and shift == pytest.approx(85)
+    assert pose_stats(out.body) == pytest.approx((260, 430))     # lands at the target's far ankle, its far height
+    out, scale, shift = norm.apply(_standing(400, 200))          # at the close position
+    assert (scale, shift) == pytest.approx((1.5, 100))
+    assert pose_stats(out.body) == pytest.approx((300, 500))
+    out, scale, shift = norm.apply(_standing(372.5, 180))        # halfway: linear interpolation
+    assert scale == pytest.approx((1.5 + 260 / 170) / 2) and shift == pytest.approx(465 - 372.5)
+    assert out.body[0, 0] == pytest.approx(100)                  # the centre column stays (x = width / 2)
+
+
+def test_normalisation_needs_full_body_frames() -> None:
+    body = np.zeros((25, 3))
+    with pytest.raises(KeypointError, match="no source frame has the head and both ankles"):
+        fit_normalisation([FramePose(body)], [_standing(400, 200)], 100, 100)
