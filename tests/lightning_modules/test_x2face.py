@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate
@@ -204,3 +205,71 @@ def test_start_up_errors(chain, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_module(_cfg(tmp_path, "stage=identity", f"stage.init_from={chain['photometric']}",
                           "model.identity_weights=/nope/last.ckpt"))
+
+
+# ------------------------------------------------------------------------------------------- task=reenact
+def _reenact_cfg(tmp_path, chain, *overrides: str):
+    return _cfg(tmp_path / "run", "task=reenact", "stage=audio_code", f"task.ckpt_path={chain['audio_code']}",
+                *overrides)
+
+
+def _frames(tmp_path, n: int = 3) -> tuple[str, str]:
+    from datamodules.x2face import SyntheticFaceVideos
+    from torchvision.utils import save_image
+
+    videos = SyntheticFaceVideos(0, 0, 1, 1, 10, 32)
+    src, drv = tmp_path / "source", tmp_path / "driving"
+    src.mkdir()
+    drv.mkdir()
+    save_image(videos.frame(0, 0, 0), src / "0.png")
+    for t in range(n):
+        save_image(videos.frame(0, 0, t + 1), drv / f"{t}.png")
+    return str(src), str(drv)
+
+
+def _count_frames(path: str) -> int:
+    import av
+
+    with av.open(path) as c:
+        return sum(1 for _ in c.decode(c.streams.video[0]))
+
+
+def test_reenact_by_frames_poses_and_audio(chain, tmp_path) -> None:
+    from datamodules.x2face import write_wav
+    from tasks.x2face.reenact import reenact
+
+    src, drv = _frames(tmp_path)
+    out = reenact(_reenact_cfg(tmp_path, chain, f"task.source={src}", f"task.driving={drv}"))
+    assert out["frames"] == 3 and out["fps"] > 0 and all(_count_frames(p) == 3 for p in out["videos"])
+    poses = tmp_path / "poses.csv"
+    poses.write_text("pitch,yaw,roll\n0,0,0\n0,20,0\n10,-20,5\n0,0,-10\n")
+    out = reenact(_reenact_cfg(tmp_path / "p", chain, f"task.source={src}", f"task.poses={poses}"))
+    assert out["frames"] == 4
+    wav = tmp_path / "speech.wav"
+    write_wav(str(wav), np.sin(np.arange(4800) / 16000 * 2 * np.pi * 200) * 0.3, 16000)  # 0.3 s
+    out = reenact(_reenact_cfg(tmp_path / "a", chain, f"task.source={src}", f"task.audio={wav}"))
+    assert out["frames"] == 7
+
+
+def test_reenact_bad_inputs(chain, tmp_path) -> None:
+    from datamodules.x2face import write_wav
+    from tasks.x2face.reenact import reenact
+
+    src, drv = _frames(tmp_path, 1)
+    poses = tmp_path / "poses.csv"
+    poses.write_text("0,0,0\n0,20,0\n")
+    with pytest.raises(ValueError, match=r"has 2 poses but task.num_frames=3"):
+        reenact(_reenact_cfg(tmp_path, chain, f"task.source={src}", f"task.poses={poses}", "task.num_frames=3"))
+    (tmp_path / "bad.csv").write_text("0,0\n")
+    with pytest.raises(ValueError, match="line 1 has 2 values"):
+        reenact(_reenact_cfg(tmp_path, chain, f"task.source={src}", f"task.poses={tmp_path / 'bad.csv'}"))
+    write_wav(str(tmp_path / "short.wav"), np.zeros(100), 16000)
+    with pytest.raises(ValueError, match="is too short"):
+        reenact(_reenact_cfg(tmp_path, chain, f"task.source={src}", f"task.audio={tmp_path / 'short.wav'}"))
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    with pytest.raises(ValueError, match="cannot decode the driving video"):
+        reenact(_reenact_cfg(tmp_path, chain, f"task.source={src}", f"task.driving={tmp_path / 'corrupt.mp4'}"))
+    with pytest.raises(ConfigError, match="exactly one driver"):
+        reenact(_reenact_cfg(tmp_path, chain, f"task.source={src}", f"task.driving={drv}", f"task.poses={poses}"))
+    with pytest.raises(FileNotFoundError, match="task.source=/nope does not exist"):
+        reenact(_reenact_cfg(tmp_path, chain, "task.source=/nope", f"task.driving={drv}"))
