@@ -119,7 +119,9 @@ class X2FaceModule(SynthesisModule):
         self.photometric_weight = float(losses.get("photometric", 1.0))
         self.identity_same: IdentityLoss | None = None
         self.identity_other: IdentityLoss | None = None
-        if self.stage_spec.name == "identity":
+        # for inference (task=reenact/test build the stage without its start checkpoint) the identity loss is not needed
+        training_identity = self.stage_spec.name == "identity" and (self.stage_spec.requires_init or identity_weights)
+        if training_identity:
             if not identity_weights:
                 raise ValueError(
                     "stage identity needs the identity network: train it (python run.py model=face_id) and pass "

@@ -166,6 +166,9 @@ def test_pose_and_audio_driving(chain, tmp_path) -> None:
     assert torch.allclose(same, v_src, atol=1e-5)
     rows = module.sample_images(batch)
     assert {"source", "embedded", "driving", "generated"} <= set(rows)
+    # an identity-stage checkpoint loads for inference without the identity network
+    ident = load_for_inference(_cfg(tmp_path / "i", "stage=identity"), chain["identity"])
+    assert ident.identity_same is None and ident.generate(batch).shape == (2, 3, 32, 32)
 
 
 def test_paper_defaults_and_summary(tmp_path) -> None:
