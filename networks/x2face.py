@@ -309,7 +309,7 @@ class FaceIdentityNet(nn.Module):
         layers: list[nn.Module] = []
         c_in = 3
         self.block_ends: list[int] = []
-        for block, (n, c) in enumerate(zip(VGG_A, channels, strict=True)):
+        for n, c in zip(VGG_A, channels, strict=True):
             for _ in range(n):
                 layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(inplace=False)]
                 c_in = c

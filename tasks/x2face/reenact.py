@@ -117,8 +117,9 @@ class VideoOut:
         self.frames.append(frame.mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy())
 
     def close(self) -> str:
-        import av
         from fractions import Fraction
+
+        import av
 
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         h, w = self.frames[0].shape[:2]

@@ -217,8 +217,9 @@ def _reenact_cfg(tmp_path, chain, *overrides: str):
 
 
 def _frames(tmp_path, n: int = 3) -> tuple[str, str]:
-    from datamodules.x2face import SyntheticFaceVideos
     from torchvision.utils import save_image
+
+    from datamodules.x2face import SyntheticFaceVideos
 
     videos = SyntheticFaceVideos(0, 0, 1, 1, 10, 32)
     src, drv = tmp_path / "source", tmp_path / "driving"

@@ -131,9 +131,9 @@ def test_parameter_counts_at_paper_sizes() -> None:
         w = [64, 128, 256, 512, 512, 512, 512, inner_nc]
         outer_in = [3] + w[:-1]
         outer_out = [out_nc] + w[:-1]
-        n = sum(i * o * 16 for i, o in zip(outer_in, w))                      # 4x4 down convs
+        n = sum(i * o * 16 for i, o in zip(outer_in, w, strict=True))                      # 4x4 down convs
         n += sum(2 * c for c in w[1:-1])                                       # down batch norms (not first/last)
-        n += sum((2 * c if skip and k < 7 else c) * o * 9 for k, (c, o) in enumerate(zip(w, outer_out)))  # 3x3 ups
+        n += sum((2 * c if skip and k < 7 else c) * o * 9 for k, (c, o) in enumerate(zip(w, outer_out, strict=True)))  # 3x3 ups
         n += sum(2 * c for c in outer_out[1:])                                 # up batch norms (not outermost)
         return n
 
