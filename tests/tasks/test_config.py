@@ -62,7 +62,7 @@ def test_every_option_composes_and_resolves(group: str, tmp_path) -> None:
         if model is not None and group != "model":
             overrides.insert(0, f"model={model}")
         if group == "task" and "ckpt_path" in OmegaConf.load(os.path.join(CONF_DIR, group, f"{option}.yaml")):
-            overrides.append("task.ckpt_path=/nonexistent.ckpt")
+            overrides.append("task.ckpt_path=/nonexistent.ckpt")  # tasks that read a checkpoint
         cfg = compose_config(overrides, tmp_path / option, tiny=group not in ("size", "experiment"))
         resolved = OmegaConf.to_container(cfg, resolve=True)
         expected = option if group == "model" else (model or "pix2pixhd")

@@ -1,0 +1,295 @@
+"""X2Face (Wiles, Koepke, Zisserman, "X2Face: A network for controlling face generation using images, audio, and
+pose codes", ECCV 2018) as a LightningModule on the base's single-objective loop.
+
+Stages (``conf/stages/x2face/``):
+  * ``photometric`` (§3.3 stage I): source and driving frames of one video; L1(generated, driving). Official
+    train_model.py: SGD(lr 1e-3, momentum 0.9), batch 16; the paper divides the lr by 10 on a plateau.
+  * ``identity`` (§3.3 stage II), from ``photometric``'s checkpoint, lr 1e-4: sources sA, driving dA (same identity)
+    and dR (another identity); L1(gdA, dA) + identity-feature L1 on conv2-5 + conv7 for (gdA, dA) + conv6-7 at 1/10
+    for (gdR, sA). The identity network (a ``model=face_id`` checkpoint, or a VGG-Face file) is frozen, in eval mode
+    and left out of X2Face checkpoints.
+  * ``pose_code`` (§4.1), from an ``identity`` (or ``photometric``) checkpoint: both networks frozen; the linear maps
+    driving vector -> pose and pose -> driving vector (linear + batch norm) learn from ground-truth poses (radians,
+    as the official notebooks). Pose driving: v = v_src + f(p_new) - f(p(v_src)).
+  * ``audio_code`` (§4.2): networks frozen; one pass over the training data collects (audio features, driving
+    vector) pairs and a least-squares linear map is fitted (scikit-learn) at the epoch's end. Audio driving (official
+    Audio2Face notebook): v' = v_src + A(a) - A(a_src), then pose leakage removed: v = v' + f(p(v_src)) - f(p(v')).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_modules.base import OptimizerFactory, SynthesisModule
+from lightning_modules.stages import StageError, read_checkpoint
+from losses.identity import IdentityLoss
+from networks.x2face import DrivingNet, EmbeddingNet, FaceIdentityNet, PoseCode, X2Face, load_official
+
+log = logging.getLogger(__name__)
+
+STAGES = ("photometric", "identity", "pose_code", "audio_code")
+
+
+class AudioCode(nn.Module):
+    """A linear map audio features -> driving vector (``weight`` [F, C], ``bias`` [C]), fitted by least squares."""
+
+    def __init__(self, audio_dim: int, bottleneck: int):
+        super().__init__()
+        # parameters that never take a gradient (the fit is closed-form), so the stage's no-op optimizer has them
+        self.weight = nn.Parameter(torch.zeros(int(audio_dim), int(bottleneck)), requires_grad=False)
+        self.bias = nn.Parameter(torch.zeros(int(bottleneck)), requires_grad=False)
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features @ self.weight + self.bias
+
+
+def load_identity_network(path: str, factory: Callable[..., nn.Module]) -> nn.Module:
+    """The identity network from a ``model=face_id`` checkpoint (built with the sizes stored in it) or from a
+    state-dict file (VGG-Face or a VGG-11 in torchvision's layout; sizes from ``model.networks.identity``)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"model.identity_weights={path} does not exist: train the identity network first "
+            f"(python run.py model=face_id) and pass its checkpoints/last.ckpt, or a VGG-Face state dict")
+    if path.endswith(".ckpt"):
+        ckpt = read_checkpoint(path)
+        meta = ckpt.get("condsynth", {})
+        if meta.get("model") != "face_id":
+            raise StageError(f"model.identity_weights={path} is a '{meta.get('model')}' checkpoint; pass a "
+                             f"model=face_id checkpoint (python run.py model=face_id)")
+        sizes = dict(((meta.get("config") or {}).get("model") or {}).get("networks", {}).get("classifier", {}))
+        sizes = {k: v for k, v in sizes.items() if not k.startswith("_") and k != "weights_path"}
+        sizes["num_classes"] = int((meta.get("config") or {}).get("model", {}).get("num_classes",
+                                                                                    sizes.get("num_classes", 1)))
+        net = FaceIdentityNet(**sizes)
+        state = {k[len("classifier."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("classifier.")}
+        net.load_state_dict(state)
+        return net
+    return factory(weights_path=path)
+
+
+class X2FaceModule(SynthesisModule):
+    """``networks``: factories of the ``embedding``, ``driving`` and ``identity`` networks. ``losses``:
+    ``photometric`` (L1 weight), ``identity_same`` / ``identity_other`` (IdentityLoss settings without the network:
+    layers, weight). ``official_weights``: an official ``x2face_model.pth`` loaded into both networks at start."""
+
+    model_name = "x2face"
+    paired_outputs = True
+    stride_owner = "U-Net"
+    size_fix_hint = "set dataset.image_size to a multiple of {stride} (or model.depth to fewer downsamplings)"
+
+    def __init__(
+        self,
+        networks: Mapping[str, Callable[..., nn.Module]],
+        losses: Mapping[str, Any],
+        stage: Mapping[str, Any],
+        optimizer: OptimizerFactory,
+        scheduler: Mapping[str, Any] | None = None,
+        depth: int = 8,
+        ngf: int = 64,
+        bottleneck: int = 128,
+        align_corners: bool = True,
+        audio_dim: int = 680,
+        official_weights: str | None = None,
+        identity_weights: str | None = None,
+        ema: Mapping[str, Any] | None = None,
+    ):
+        super().__init__(stage, optimizer, scheduler, ema)
+        if self.stage_spec.extra.get("lr") is not None:  # the stage's own lr (stage identity: 1e-4)
+            self.optimizer_factory = functools.partial(self.optimizer_factory, lr=float(self.stage_spec.extra["lr"]))
+        if self.stage_spec.name not in STAGES:
+            raise ValueError(f"model x2face has stages {STAGES}, not '{self.stage_spec.name}'")
+        embedding: EmbeddingNet = networks["embedding"](depth=depth, ngf=ngf, align_corners=align_corners)
+        driving: DrivingNet = networks["driving"](depth=depth, ngf=ngf, bottleneck=bottleneck,
+                                                  align_corners=align_corners)
+        self.net = X2Face(embedding, driving, align_corners=align_corners)
+        self.pose_code = PoseCode(bottleneck)
+        self.audio_code = AudioCode(audio_dim, bottleneck)
+        if official_weights:
+            load_official(self.net, str(official_weights))
+            log.info("loaded the official X2Face weights from %s", official_weights)
+        self.photometric_weight = float(losses.get("photometric", 1.0))
+        self.identity_same: IdentityLoss | None = None
+        self.identity_other: IdentityLoss | None = None
+        # for inference (task=reenact/test build the stage without its start checkpoint) the identity loss is not needed
+        training_identity = self.stage_spec.name == "identity" and (self.stage_spec.requires_init or identity_weights)
+        if training_identity:
+            if not identity_weights:
+                raise ValueError(
+                    "stage identity needs the identity network: train it (python run.py model=face_id) and pass "
+                    "model.identity_weights=<that run>/checkpoints/last.ckpt (or a VGG-Face state dict)")
+            net = load_identity_network(str(identity_weights), networks["identity"])
+            self.identity_same = IdentityLoss(net, **dict(losses["identity_same"]))
+            self.identity_other = IdentityLoss(net, **dict(losses["identity_other"]))
+        self._audio_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if self.stage_spec.name == "audio_code":
+            self.automatic_optimization = False
+        self.setup_stage(expected_missing={"audio_code.fitted": "older checkpoint"})
+
+    # --- contract ------------------------------------------------------------------------------------
+    def parts(self) -> dict[str, list[nn.Module]]:
+        return {"embedding": [self.net.embedding], "driving": [self.net.driving], "pose_code": [self.pose_code],
+                "audio_code": [self.audio_code]}
+
+    def frozen_pretrained(self) -> list[nn.Module]:
+        return [m for m in (self.identity_same, self.identity_other) if m is not None]
+
+    @property
+    def total_stride(self) -> int:
+        return self.net.total_stride
+
+    # --- losses --------------------------------------------------------------------------------------
+    def photometric_terms(self, batch: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        source, driving = batch["source"], batch["driving"]
+        self.check_size(driving)
+        generated = self.net(driving, source)
+        terms = {"photometric": self.photometric_weight * F.l1_loss(generated, driving)}
+        if self.identity_same is not None and self.identity_other is not None:
+            terms["identity_same"] = self.identity_same(generated, driving)
+            generated_other = self.net(batch["other"], source)  # gdR: the source driven by another identity
+            terms["identity_other"] = self.identity_other(generated_other, source[:, 0])
+        return terms, generated
+
+    def pose_terms(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            v = self.net.driving.driving_vector(batch["driving"])
+        pose = torch.deg2rad(batch["driving_pose"].float())
+        return {"pose_from_vector": F.mse_loss(self.pose_code.pose_from_vector(v), pose),
+                "vector_from_pose": F.mse_loss(self.pose_code.vector_from_pose(pose), v)}
+
+    def loss_terms(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        if self.stage_spec.name == "pose_code":
+            self._require(batch, "driving_pose", "the pose_code stage needs ground-truth poses")
+            return self.pose_terms(batch)
+        return self.photometric_terms(batch)[0]
+
+    @staticmethod
+    def _require(batch: Mapping[str, Any], key: str, why: str) -> None:
+        if key not in batch:
+            raise ValueError(f"{why}: the dataset gives no '{key}' (synthetic_faces has it; a face_video folder "
+                             f"needs pose.csv / audio.wav per video)")
+
+    # --- the audio stage: one pass collects pairs, then least squares ---------------------------------
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if self.stage_spec.name != "audio_code":
+            return super().training_step(batch, batch_idx)
+        self._require(batch, "driving_audio", "the audio_code stage needs audio")
+        with torch.no_grad():
+            v = self.net.driving.driving_vector(batch["driving"])
+        self._audio_pairs.append((batch["driving_audio"].detach().cpu(), v.cpu()))
+        self.optimizers().step()  # a no-op (lr 0, no gradients): Lightning counts the step, so it checkpoints
+        return None
+
+    def configure_optimizers(self) -> Any:
+        if self.stage_spec.name == "audio_code":  # least squares at the epoch's end; see training_step
+            return torch.optim.SGD(self.audio_code.parameters(), lr=0.0)
+        return super().configure_optimizers()
+
+    def on_train_epoch_end(self) -> None:
+        if self.stage_spec.name == "audio_code" and self._audio_pairs:
+            self.fit_audio_code(torch.cat([a for a, _ in self._audio_pairs]),
+                                torch.cat([v for _, v in self._audio_pairs]))
+            self._audio_pairs = []
+
+    def fit_audio_code(self, features: torch.Tensor, vectors: torch.Tensor) -> None:
+        """Least squares from audio features to driving vectors (scikit-learn ``LinearRegression``, as the
+        official ``linearregression_scaledTrue_7000.pkl``); gathered over DDP ranks first."""
+        if self.trainer is not None and self.trainer.world_size > 1:
+            features = self.all_gather(features.to(self.device)).flatten(0, 1).cpu()
+            vectors = self.all_gather(vectors.to(self.device)).flatten(0, 1).cpu()
+        from sklearn.linear_model import LinearRegression
+
+        reg = LinearRegression().fit(features.double().numpy(), vectors.double().numpy())
+        with torch.no_grad():
+            self.audio_code.weight.copy_(torch.from_numpy(reg.coef_.T).float())
+            self.audio_code.bias.copy_(torch.from_numpy(reg.intercept_).float())
+            self.audio_code.fitted.fill_(True)
+        log.info("audio_code: least squares on %d (audio, driving vector) pairs", len(features))
+
+    # --- driving vectors ------------------------------------------------------------------------------
+    def vector_for_pose(self, source: torch.Tensor, pose_deg: torch.Tensor) -> torch.Tensor:
+        """v = v_src + f(p_new) - f(p(v_src)) with the source frame's own driving vector."""
+        v_src = self.net.driving.driving_vector(source)
+        return self.pose_code.retarget(v_src, torch.deg2rad(pose_deg.float()))
+
+    def vector_for_audio(self, source: torch.Tensor, audio: torch.Tensor, source_audio: torch.Tensor) -> torch.Tensor:
+        if not bool(self.audio_code.fitted):
+            raise ValueError("this checkpoint has no fitted audio map: run stage audio_code first "
+                             "(python run.py model=x2face stage=audio_code stage.init_from=...)")
+        v_src = self.net.driving.driving_vector(source)
+        moved = v_src + self.audio_code(audio) - self.audio_code(source_audio)
+        pc = self.pose_code
+        return moved + pc.vector_from_pose(pc.pose_from_vector(v_src)) - pc.vector_from_pose(pc.pose_from_vector(moved))
+
+    # --- validation / test ----------------------------------------------------------------------------
+    def _evaluate(self, batch: Mapping[str, Any], prefix: str) -> None:
+        n = int(batch["driving"].shape[0])
+        name = self.stage_spec.name
+        if name == "pose_code":
+            terms = self.pose_terms(batch)
+            pred = torch.rad2deg(self.pose_code.pose_from_vector(self.net.driving.driving_vector(batch["driving"])))
+            self.log(f"{prefix}/pose_mae_deg", (pred - batch["driving_pose"]).abs().mean(), prog_bar=True,
+                     batch_size=n, sync_dist=True)
+            self.log(f"{prefix}/loss", sum(terms.values()), batch_size=n, sync_dist=True)
+            return
+        if name == "audio_code":
+            if "driving_audio" in batch and bool(self.audio_code.fitted):
+                v = self.net.driving.driving_vector(batch["driving"])
+                err = F.mse_loss(self.audio_code(batch["driving_audio"]), v)
+                self.log(f"{prefix}/loss", err, batch_size=n, sync_dist=True)
+            return
+        source = batch["source"]
+        l1 = {}
+        for k in sorted({1, source.shape[1]}):
+            l1[k] = F.l1_loss(self.net(batch["driving"], source[:, :k]).clamp(0, 1), batch["driving"])
+            self.log(f"{prefix}/l1_{k}src", l1[k], batch_size=n, sync_dist=True, prog_bar=k == 1)
+        self.log(f"{prefix}/loss", l1[1], batch_size=n, sync_dist=True)  # training uses one source frame
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    # --- inference, samples, summary -----------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, batch: Mapping[str, Any], num_sources: int | None = None) -> torch.Tensor:
+        """The source frames (``batch["source"]``, [B, K, 3, H, W], the first ``num_sources``) driven by
+        ``batch["driving"]``; in [0, 1]."""
+        source = batch["source"] if num_sources is None else batch["source"][:, :num_sources]
+        return self.net(batch["driving"], source).clamp(0, 1)
+
+    def target_images(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return batch["driving"]
+
+    @torch.no_grad()
+    def sample_images(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        source = batch["source"]
+        embedded, _ = self.net.embed(source)
+        rows = {"source": source[:, 0], "embedded": embedded.clamp(0, 1), "driving": batch["driving"],
+                "generated": self.net(batch["driving"], source).clamp(0, 1)}
+        if self.stage_spec.name == "identity":
+            rows["other"] = batch["other"]
+            rows["driven_by_other"] = self.net(batch["other"], source).clamp(0, 1)
+        if self.stage_spec.name == "pose_code" and "driving_pose" in batch:
+            v = self.vector_for_pose(source[:, 0], batch["driving_pose"])
+            rows["pose_driven"] = self.net.from_vector(v, source).clamp(0, 1)
+        return rows
+
+    def summary_networks(self, h: int, w: int) -> list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]]:
+        x = torch.zeros(1, 3, h, w)
+        rows = [("embedding", self.net.embedding, (x,)), ("driving", self.net.driving, (x.clone(),)),
+                ("pose_code.pose_from_vector", self.pose_code.pose_from_vector,
+                 (torch.zeros(1, self.net.driving.widths[-1]),))]
+        if self.identity_same is not None:
+            rows.append(("identity", self.identity_same.network, (x.clone(),)))
+        return rows
+

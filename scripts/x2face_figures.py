@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""X2Face figures on the synthetic test split (unseen identities), from trained checkpoints:
+
+* Table 1 analogue: L1 between generated and driving frames with 1 and with 3 source frames, per checkpoint given;
+* Table 2 analogue: pose regression mean absolute error (degrees) of ``pose_from_vector`` on the test frames, per
+  axis, against the best constant (the training poses' mean);
+* audio: how well the least-squares audio map predicts the driving vector on test frames (R^2 and MAE against the
+  training mean), and how well the audio features predict the mouth opening (a ridge fit on training frames).
+
+    python scripts/x2face_figures.py --run photometric=<run dir> --run identity=<run dir> \
+        --pose <pose_code or audio_code run dir> --audio <audio_code run dir> [--samples 64]
+
+Each run dir is a ``task=train`` output (its ``.hydra/config.yaml`` rebuilds the model; ``checkpoints/last.ckpt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+
+def _load(run_dir: str):
+    from omegaconf import OmegaConf
+
+    from tasks.common import build_datamodule, load_for_inference
+    from tasks.config import register_resolvers
+
+    register_resolvers()
+    cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
+    cfg.paths.run_dir = run_dir
+    module = load_for_inference(cfg, str(Path(run_dir) / "checkpoints" / "last.ckpt"))
+    return cfg, module, build_datamodule(cfg)
+
+
+def _batch(dm, split: str, n: int):
+    from torch.utils.data import default_collate
+
+    ds = dm.make_split(split)
+    return default_collate([ds[i] for i in range(min(n, len(ds)))])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", action="append", default=[], help="name=<run dir> for the L1 table")
+    p.add_argument("--pose", default=None)
+    p.add_argument("--audio", default=None)
+    p.add_argument("--samples", type=int, default=64)
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    if args.run:
+        print("\nTable 1 analogue: test L1 (generated vs driving frame), unseen identities")
+        print(f"{'checkpoint':<14} {'1 source':>10} {'3 sources':>10}")
+    for item in args.run:
+        name, run = item.split("=", 1)
+        cfg, module, dm = _load(run)
+        dm.num_test = args.samples
+        b = _batch(dm, "test", args.samples)
+        with torch.no_grad():
+            l1 = [float(F.l1_loss(module.generate(b, num_sources=k), b["driving"])) for k in (1, 3)]
+        print(f"{name:<14} {l1[0]:>10.4f} {l1[1]:>10.4f}")
+    if args.pose:
+        cfg, module, dm = _load(args.pose)
+        dm.num_test, dm.num_train = args.samples, args.samples * 4
+        test, train = _batch(dm, "test", args.samples), _batch(dm, "train", args.samples * 4)
+        with torch.no_grad():
+            pred = torch.rad2deg(module.pose_code.pose_from_vector(module.net.driving.driving_vector(test["driving"])))
+        err = (pred - test["driving_pose"]).abs().mean(0)
+        const = (train["driving_pose"].mean(0) - test["driving_pose"]).abs().mean(0)
+        print("\nTable 2 analogue: pose MAE in degrees on the test split (pitch, yaw, roll, mean)")
+        print(f"{'pose_code':<14} " + " ".join(f"{v:>7.2f}" for v in err.tolist()) + f" {float(err.mean()):>7.2f}")
+        print(f"{'constant':<14} " + " ".join(f"{v:>7.2f}" for v in const.tolist()) + f" {float(const.mean()):>7.2f}")
+    if args.audio:
+        cfg, module, dm = _load(args.audio)
+        dm.num_test, dm.num_train = args.samples, args.samples * 4
+        test, train = _batch(dm, "test", args.samples), _batch(dm, "train", args.samples * 4)
+        with torch.no_grad():
+            v = module.net.driving.driving_vector(test["driving"])
+            v_train = module.net.driving.driving_vector(train["driving"])
+            pred = module.audio_code(test["driving_audio"])
+        sse = float(((pred - v) ** 2).sum())
+        sst = float(((v - v_train.mean(0)) ** 2).sum())
+        print("\nAudio -> driving vector on the test split (least squares fitted in stage audio_code)")
+        print(f"MAE {float((pred - v).abs().mean()):.4f} vs constant {float((v - v_train.mean(0)).abs().mean()):.4f}; "
+              f"R^2 {1 - sse / sst:.3f}")
+        x = train["driving_audio"].double()
+        mu, sd = x.mean(0), x.std(0).clamp(min=1e-6)
+        xa = torch.cat([(x - mu) / sd, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+        w = torch.linalg.solve(xa.T @ xa + 50.0 * torch.eye(xa.shape[1], dtype=x.dtype),
+                               xa.T @ train["driving_mouth"].double()[:, None])
+        xt = torch.cat([(test["driving_audio"].double() - mu) / sd, torch.ones(len(v), 1, dtype=x.dtype)], 1)
+        m_err = float((xt @ w - test["driving_mouth"].double()[:, None]).abs().mean())
+        m_const = float((train["driving_mouth"].double().mean() - test["driving_mouth"].double()).abs().mean())
+        print(f"audio features -> mouth opening (ridge): MAE {m_err:.3f} vs constant {m_const:.3f}")
+
+
+if __name__ == "__main__":
+    main()
