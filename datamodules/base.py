@@ -54,7 +54,8 @@ def scan_files(items: Sequence[T], check: Callable[[T], str | None], files_of: C
     of them (or all) are bad. ``check`` returns None for a good item, else the reason."""
     if not 0 <= max_bad_fraction < 1:
         raise ValueError(f"dataset.max_bad_fraction={max_bad_fraction} must be in [0, 1)")
-    cache_file = _scan_cache_path(f"{what}|{cache_tag}|{len(items)}|{files_of(items[0]) if items else ''}")
+    folder = os.path.dirname(os.path.abspath(files_of(items[0])[0])) if items else ""
+    cache_file = _scan_cache_path(f"{what}|{cache_tag}|{folder}")
     try:
         with open(cache_file) as f:
             cache: dict[str, str | None] = json.load(f)

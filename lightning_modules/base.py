@@ -227,10 +227,10 @@ class SynthesisModule(pl.LightningModule):
 
     def configure_optimizers(self) -> list[dict[str, Any]]:
         groups = self.optimizer_parameters()
-        empty = [name for name, params in groups.items() if not params]
-        if len(empty) == len(groups) or (empty and empty[0] == next(iter(groups))):
+        first = next(iter(groups))  # the main optimizer (GANs: G's); the others may be empty in a stage
+        if not groups[first]:
             raise ValueError(
-                f"stage '{self.stage_spec.name}' leaves no {empty[0]} parameter of model {self.model_name} trainable"
+                f"stage '{self.stage_spec.name}' leaves no {first} parameter of model {self.model_name} trainable"
             )
         configs = []
         for params in groups.values():

@@ -74,8 +74,6 @@ def _probe(path: str) -> str | None:
         return None
     except PIL_ERRORS as err:
         return str(unreadable_image_error(path, err))
-    except OSError as err:
-        return str(unreadable_image_error(path, err))
 
 
 class FolderImages:
