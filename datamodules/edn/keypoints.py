@@ -183,7 +183,7 @@ def write_openpose_json(path: str, people: list[FramePose]) -> str:
 
 def keypoint_files(folder: str) -> list[str]:
     """The ``*.json`` files of ``folder`` in natural order (frame_2 before frame_10)."""
-    from datamodules.edn.video import natural_key
+    from datamodules.video import natural_key
 
     if not os.path.isdir(folder):
         raise KeypointError(f"keypoint folder {folder} does not exist; run task=extract_poses (writes one "

@@ -43,8 +43,9 @@ from datamodules.edn.keypoints import (
 )
 from datamodules.edn.render import face_box, render_pose
 from datamodules.edn.synthetic import SUBJECTS, dance_sequence, render_photo
-from datamodules.edn.video import FrameSource, VideoWriter
+from datamodules.edn.video import FrameSource
 from datamodules.transforms import training_size
+from datamodules.video import VideoWriter
 from tasks.common import inference_device, load_for_inference, require_checkpoint
 
 log = logging.getLogger(__name__)

@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
-import warnings
 from collections.abc import Callable, Iterator
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -38,8 +35,8 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from datamodules.files import commit, temporary_path
 from datamodules.lst.datamodule import list_images
+from datamodules.video import DEFAULT_FOLDER_FPS, VideoWriter, av_module, natural_key, to_fps
 from datamodules.visualize import save_grid
 from tasks.common import inference_device, progress
 from tasks.config import ConfigError
@@ -60,32 +57,6 @@ from tasks.lst.stylize import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FOLDER_FPS = 25
-_AV_HINT = "video I/O needs PyAV: pip install 'av>=12,<20' (a condsynth dependency; its wheels bundle FFmpeg)"
-
-
-def _av():
-    try:
-        import av
-    except ImportError as err:  # pragma: no cover - av is a dependency
-        raise ModuleNotFoundError(_AV_HINT) from err
-    return av
-
-
-def _natural_key(path: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", os.path.basename(path))]
-
-
-def _fraction(fps: Any, key: str = "task.fps") -> Fraction:
-    try:
-        value = Fraction(str(fps)) if not isinstance(fps, Fraction) else fps
-    except (TypeError, ValueError, ZeroDivisionError) as err:
-        raise ValueError(f"{key}={fps!r} must be a positive number of frames per second") from err
-    if value <= 0:
-        raise ValueError(f"{key}={fps} must be > 0")
-    return value.limit_denominator(1001)
-
-
 # ------------------------------------------------------------------------------------------- reading
 class FrameSource:
     """Frames of a video file or a folder of images as RGB uint8 arrays [H, W, 3], with a frame rate."""
@@ -97,14 +68,14 @@ class FrameSource:
         self.is_folder = os.path.isdir(self.path)
         self.count: int | None = None
         if self.is_folder:
-            self.files = sorted(list_images(self.path, "task.input"), key=_natural_key)
+            self.files = sorted(list_images(self.path, "task.input"), key=natural_key)
             self.count = len(self.files)
-            self.fps = _fraction(fps if fps is not None else DEFAULT_FOLDER_FPS)
+            self.fps = to_fps(fps if fps is not None else DEFAULT_FOLDER_FPS)
             self.name = os.path.basename(os.path.normpath(self.path)) or "frames"
             return
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"task.input={self.path} does not exist; pass a video file or a folder of frames")
-        av = _av()
+        av = av_module()
         try:
             container = av.open(self.path, mode="r")
         except (av.error.FFmpegError, OSError, ValueError) as err:
@@ -116,7 +87,7 @@ class FrameSource:
             stream = container.streams.video[0]
             self.count = int(stream.frames) or None
             rate = fps if fps is not None else (stream.average_rate or stream.guessed_rate or DEFAULT_FOLDER_FPS)
-            self.fps = _fraction(rate)
+            self.fps = to_fps(rate)
         finally:
             container.close()
         self.name = stem(self.path)
@@ -140,7 +111,7 @@ class FrameSource:
             yield arr
 
     def _video_frames(self) -> Iterator[np.ndarray]:
-        av = _av()
+        av = av_module()
         index = 0
         try:
             with av.open(self.path, mode="r") as container:
@@ -151,100 +122,6 @@ class FrameSource:
                     index += 1
         except av.error.FFmpegError as err:
             raise ValueError(f"cannot decode video {self.path} at frame {index}: {err}") from err
-
-
-# ------------------------------------------------------------------------------------------- writing
-def pick_codec(codec: str) -> str:
-    av = _av()
-    if codec != "auto":
-        try:
-            av.codec.Codec(codec, "w")
-        except Exception as err:  # noqa: BLE001 - unknown encoder name: av raises UnknownCodecError/ValueError
-            raise ValueError(f"task.codec={codec}: this FFmpeg build has no such encoder ({err}); use auto, "
-                             f"libx264 or mpeg4") from err
-        return codec
-    for name in ("libx264", "mpeg4"):
-        try:
-            av.codec.Codec(name, "w")
-            return name
-        except Exception:  # noqa: BLE001, S112 - try the next encoder
-            continue
-    raise ValueError("this FFmpeg build has neither libx264 nor mpeg4 encoders; set task.codec=<an encoder>")
-
-
-class VideoWriter:
-    """RGB uint8 frames [H, W, 3] -> a video file (PyAV). Opened on the first frame; written to a temporary file
-    next to ``path`` and renamed on :meth:`close`, so a failed run leaves no half-written video under that name."""
-
-    def __init__(self, path: str, fps: Any, codec: str = "auto", crf: int | None = 18) -> None:
-        self.path = os.fspath(path)
-        self.fps = _fraction(fps)
-        self.codec = pick_codec(codec)
-        self.crf = crf
-        _, ext = os.path.splitext(self.path)
-        if not ext:
-            raise ValueError(f"task.output={self.path} has no extension; use e.g. .mp4 or .mkv")
-        self._tmp = temporary_path(self.path, keep_extension=True)
-        self._container = None
-        self._stream = None
-        self.size: tuple[int, int] | None = None  # (H, W) of the written frames
-        self.frames = 0
-        self._warned_odd = False
-
-    def _open(self, h: int, w: int) -> None:
-        av = _av()
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        try:
-            self._container = av.open(self._tmp, mode="w")
-        except (av.error.FFmpegError, OSError, ValueError) as err:
-            raise ValueError(f"cannot write video {self.path}: {err} (is the extension a video container?)") from err
-        stream = self._container.add_stream(self.codec, rate=self.fps)
-        stream.width, stream.height = w, h
-        stream.pix_fmt = "yuv420p"
-        if self.codec in ("libx264", "h264") and self.crf is not None:
-            stream.options = {"crf": str(int(self.crf))}
-        self._stream = stream
-
-    def write(self, frame: np.ndarray) -> None:
-        h, w = frame.shape[:2]
-        if (h % 2 or w % 2) and not self._warned_odd:
-            msg = f"frames are {h}x{w}; yuv420p video needs even sizes, so {self.path} pads them by one pixel"
-            log.warning(msg)
-            warnings.warn(msg, UserWarning, stacklevel=2)
-            self._warned_odd = True
-        if h % 2 or w % 2:
-            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-            h, w = frame.shape[:2]
-        if self._container is None:
-            self._open(h, w)
-            self.size = (h, w)
-        elif (h, w) != self.size:
-            raise ValueError(f"frame {self.frames} is {h}x{w}, earlier frames are {self.size[0]}x{self.size[1]}")
-        av = _av()
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        for packet in self._stream.encode(video_frame):
-            self._container.mux(packet)
-        self.frames += 1
-
-    def close(self) -> str:
-        if self._container is None:
-            raise ValueError(f"no frame was written to {self.path}")
-        for packet in self._stream.encode():  # flush the encoder
-            self._container.mux(packet)
-        self._container.close()
-        self._container = None
-        commit(self._tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        if self._container is not None:
-            try:
-                self._container.close()
-            except Exception:  # noqa: BLE001 - best effort on the error path
-                pass
-            self._container = None
-        if os.path.exists(self._tmp):
-            os.remove(self._tmp)
 
 
 # ------------------------------------------------------------------------------------------- conversion

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from PIL import Image
 
-from datamodules.files import atomic_path
 from datamodules.transforms import read_image
+from datamodules.video import VideoWriter
 from datamodules.x2face.audio import AudioFeatures, read_wav
-from tasks.common import inference_device, load_for_inference, require_checkpoint
+from tasks.common import inference_device, load_for_inference, progress, require_checkpoint
 from tasks.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,8 @@ def read_poses(path: str, num_frames: int | None) -> torch.Tensor:
 
 
 class VideoOut:
-    """Frames [3, H, W] in [0, 1] -> an mp4 (PyAV, libx264 else mpeg4), written atomically."""
+    """Frames [3, H, W] in [0, 1], kept in memory and encoded on :meth:`close` (so the frames/s figure measures the
+    model, not the encoder) through the shared atomic writer (:class:`datamodules.video.VideoWriter`)."""
 
     def __init__(self, path: str, fps: float):
         self.path, self.fps, self.frames = path, fps, []
@@ -117,28 +118,17 @@ class VideoOut:
         self.frames.append(frame.mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy())
 
     def close(self) -> str:
-        from fractions import Fraction
-
-        import av
-
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        h, w = self.frames[0].shape[:2]
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        with atomic_path(self.path, keep_extension=True) as tmp:
-            with av.open(tmp, mode="w") as container:
-                stream = container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001))
-                stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
-                for arr in self.frames:
-                    arr = np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-                    for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), "rgb24")):
-                        container.mux(packet)
-                for packet in stream.encode():
-                    container.mux(packet)
-        return self.path
+        writer = VideoWriter(self.path, self.fps)
+        try:
+            for arr in self.frames:
+                writer.write(arr)
+            return writer.close()
+        except BaseException:
+            writer.abort()
+            raise
 
 
 def reenact(cfg: DictConfig) -> dict[str, Any]:
-    from tqdm import tqdm
 
     task = cfg.task
     modes = [k for k in ("driving", "poses", "audio") if task.get(k)]
@@ -185,7 +175,7 @@ def reenact(cfg: DictConfig) -> dict[str, Any]:
     n = len(drivers) if mode == "driving" else len(vectors)
     start = time.perf_counter()
     with torch.no_grad():
-        for t in tqdm(range(n), desc=f"reenact ({mode})", unit="frame"):
+        for t in progress(range(n), f"reenact ({mode})", unit="frame"):
             if mode == "driving":
                 flow = module.net.driving(drivers[t].to(device))[0]
             else:

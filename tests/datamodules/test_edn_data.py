@@ -12,7 +12,7 @@ from datamodules.edn import EDNDataModule, SyntheticDanceDataset
 from datamodules.edn.keypoints import FramePose, KeypointError, write_openpose_json
 from datamodules.edn.render import render_pose
 from datamodules.edn.synthetic import SUBJECTS, dance_sequence, render_photo
-from datamodules.edn.video import VideoWriter
+from datamodules.video import VideoWriter
 
 
 def test_synthetic_pairs_are_consecutive_and_seeded() -> None:

@@ -13,7 +13,8 @@ from PIL import Image
 
 from datamodules.edn.keypoints import read_frame_pose, write_openpose_json
 from datamodules.edn.synthetic import SUBJECTS, dance_sequence, render_photo
-from datamodules.edn.video import FrameSource, VideoWriter
+from datamodules.edn.video import FrameSource
+from datamodules.video import VideoWriter
 from tasks.config import compose_config, validate_config
 from tasks.train import train
 from tests.edn_configs import TINY_EDN
