@@ -220,6 +220,13 @@ class SynthesisModule(pl.LightningModule):
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
 
     # --- optimizers and schedules (from config factories) --------------------------------------------
+    @property
+    def optimizer_steps_per_batch(self) -> int:
+        """How many optimizer steps one training batch takes. Lightning's ``global_step`` counts those; the
+        project's "step" counts batches (``lightning_modules.callbacks.training_steps``), and ``build_trainer``
+        converts ``trainer.max_steps`` with this."""
+        return 1
+
     def optimizer_parameters(self) -> dict[str, list[nn.Parameter]]:
         """One optimizer per entry (in this order): its trainable parameters. Default: every part's."""
         modules = [m for mods in self.parts().values() for m in mods]
@@ -329,6 +336,11 @@ class GANModule(SynthesisModule):
 
     def generator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    @property
+    def optimizer_steps_per_batch(self) -> int:
+        """G's step and, where D has trainable parameters, D's: what Lightning's global_step adds per batch."""
+        return sum(1 for params in self.optimizer_parameters().values() if params) or 1
 
     def optimizer_parameters(self) -> dict[str, list[nn.Parameter]]:
         """G's optimizer first, then D's (official pix2pixHD: two Adams with the same settings)."""

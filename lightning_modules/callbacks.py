@@ -13,11 +13,39 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from datamodules.files import atomic_torch_save
 from datamodules.visualize import image_grid, save_grid
 
 log = logging.getLogger(__name__)
+
+
+def training_steps(trainer: pl.Trainer) -> int:
+    """The project's "step": training batches done (one iteration of the paper's loop), the count the loggers'
+    ``step`` axis, sample grid and checkpoint names, the start/finish lines and ``trainer.max_steps`` use.
+
+    Lightning's ``global_step`` counts optimizer steps instead: a GAN takes two per batch (G and D), so it reads
+    twice as much. The count lives in the fit loop (and in every checkpoint, so a resumed run continues it). Inside
+    ``on_train_batch_end`` it is still the index of the current batch (the step its logged row carries): the
+    batches done are one more."""
+    return int(getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step))
+
+
+def checkpoint_training_steps(checkpoint: dict[str, Any]) -> int:
+    """:func:`training_steps` of a saved checkpoint (Lightning stores it with the fit loop's state)."""
+    loop = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_loop.state_dict") or {}
+    return int(loop.get("_batches_that_stepped", checkpoint.get("global_step", 0)))
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose ``{step}`` in file names is the project's step (batches, :func:`training_steps`),
+    not Lightning's optimizer-step count, so ``epoch0010-step0000640.ckpt`` agrees with the CSV and the logs."""
+
+    def _monitor_candidates(self, trainer: pl.Trainer) -> dict[str, torch.Tensor]:
+        candidates = super()._monitor_candidates(trainer)
+        candidates["step"] = torch.tensor(training_steps(trainer))
+        return candidates
 
 
 class SampleGridCallback(pl.Callback):
@@ -38,7 +66,7 @@ class SampleGridCallback(pl.Callback):
         self._collect(batch)
         self._batches += 1
         if self.every_n_steps > 0 and (self._batches - 1) % self.every_n_steps == 0:
-            self.write(trainer, pl_module, trainer.global_step)
+            self.write(trainer, pl_module, training_steps(trainer))
 
     def _collect(self, batch: dict[str, Any]) -> None:
         """Keep the first ``max_images`` training samples (over several batches when batches are small)."""
@@ -56,7 +84,7 @@ class SampleGridCallback(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.write_on_train_end and self._batch is not None:
-            self.write(trainer, pl_module, trainer.global_step, name="final")
+            self.write(trainer, pl_module, training_steps(trainer), name="final")
 
     def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int, name: str | None = None) -> None:
         if not trainer.is_global_zero or self._batch is None:
@@ -159,8 +187,9 @@ class PreemptionCheckpoint(pl.Callback):
             restarts = slurm_restart_count()
             steps = optimizer_steps(trainer)
             restored = f"; restored optimizer steps {steps}" if any(step >= 0 for step in steps) else ""
-            log.info("condsynth: training starts at global step %d (epoch %d)%s%s", trainer.global_step,
-                     trainer.current_epoch, restored, f"; SLURM restart {restarts}" if restarts else "")
+            log.info("condsynth: training starts at step %d (epoch %d; Lightning global step %d)%s%s",
+                     training_steps(trainer), trainer.current_epoch, trainer.global_step, restored,
+                     f"; SLURM restart {restarts}" if restarts else "")
 
     # --- the batch boundary where all ranks agree -------------------------------------------------------
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
@@ -179,9 +208,9 @@ class PreemptionCheckpoint(pl.Callback):
         for lg in trainer.loggers:
             lg.save()
         if trainer.is_global_zero:
-            log.warning("condsynth: preempted (%s) at global step %d (epoch %d; optimizer steps %s); saved %s",
-                        signal.Signals(signum).name, trainer.global_step, trainer.current_epoch,
-                        optimizer_steps(trainer), path)
+            log.warning("condsynth: preempted (%s) at step %d (epoch %d; Lightning global step %d; optimizer steps "
+                        "%s); saved %s", signal.Signals(signum).name, training_steps(trainer) + 1, trainer.current_epoch,
+                        trainer.global_step, optimizer_steps(trainer), path)
         # we exit right after; SLURM's SIGTERM after the requeue must not start Lightning's SIGTERM handler
         # (it broadcasts between ranks from inside a signal handler)
         if threading.current_thread() is threading.main_thread():

@@ -176,15 +176,21 @@ def build_strategy(cfg: DictConfig) -> Any:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
-                  loggers: list[Any] | None = None) -> pl.Trainer:
+                  loggers: list[Any] | None = None, optimizer_steps_per_batch: int = 1) -> pl.Trainer:
     """The configured Trainer, with atomic checkpoint writes and checkpoint-then-requeue on SLURM's signal
     (``PreemptionCheckpoint``, into the run's checkpoint dir). Lightning's own SLURM auto-requeue is switched off:
-    submitit (hydra/launcher=slurm) owns the signal and the requeue, and the two must not both act."""
+    submitit (hydra/launcher=slurm) owns the signal and the requeue, and the two must not both act.
+
+    ``trainer.max_steps``/``min_steps`` count batches (the project's one "step"); Lightning counts optimizer steps,
+    so they are multiplied by the module's ``optimizer_steps_per_batch`` (2 for a GAN: G and D)."""
     callbacks = list(callbacks or [])
     if not any(isinstance(c, PreemptionCheckpoint) for c in callbacks):
         callbacks.append(PreemptionCheckpoint(dirpath=str(cfg.paths.checkpoint_dir)))
+    step_limits = {key: int(cfg.trainer[key]) * optimizer_steps_per_batch for key in ("max_steps", "min_steps")
+                   if cfg.trainer.get(key) is not None and int(cfg.trainer[key]) > 0}
     trainer = hydra.utils.instantiate(
         cfg.trainer,
+        **step_limits,
         callbacks=callbacks,
         logger=loggers if loggers else False,
         strategy=build_strategy(cfg),

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from lightning_modules.callbacks import SampleGridCallback
+from lightning_modules.callbacks import SampleGridCallback, checkpoint_training_steps, training_steps
 from lightning_modules.stages import StageError, read_checkpoint
 from tasks.common import (
     build_callbacks,
@@ -35,7 +35,7 @@ def train(cfg: DictConfig) -> float | None:
     loggers = build_loggers(cfg, resume_from=resume)
     for lg in loggers:
         lg.log_hyperparams(module.run_config)
-    trainer = build_trainer(cfg, callbacks, loggers)
+    trainer = build_trainer(cfg, callbacks, loggers, optimizer_steps_per_batch=module.optimizer_steps_per_batch)
     log.info("training model=%s stage=%s dataset=%s in %s", cfg.model.name, cfg.stage.name, cfg.dataset.name,
              cfg.paths.run_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
@@ -53,7 +53,10 @@ def train(cfg: DictConfig) -> float | None:
         following = stages[index + 1] if index + 1 < len(stages) else None
         use = (f"stage={following} stage.init_from=<it> starts the next stage; ckpt_path=last resumes this one"
                if following else "the inference tasks take it (task.ckpt_path=<it>); ckpt_path=last resumes")
-        print(f"\ncondsynth: finished {cfg.model.name}/{cfg.stage.name} at step {_final_step(trainer, ckpt_dir)}")
+        steps = _final_step(trainer, ckpt_dir)
+        optimizer_steps = (f" ({steps * module.optimizer_steps_per_batch} optimizer steps: "
+                           f"{module.optimizer_steps_per_batch} per batch)" if module.optimizer_steps_per_batch > 1 else "")
+        print(f"\ncondsynth: finished {cfg.model.name}/{cfg.stage.name} at step {steps}{optimizer_steps}")
         print(f"  checkpoints: {ckpt_dir}  (last.ckpt: {use})")
         print(f"  samples:     {samples}  ({n_samples} PNG grids" + (f", rows: {rows})" if rows else ")"))
         print(f"  logs:        {cfg.paths.run_dir}")
@@ -63,15 +66,15 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def _final_step(trainer: Any, ckpt_dir: str) -> int:
-    """The trainer's global step; with ddp_spawn/ddp_fork the training ran in child processes and this process's
+    """The steps (batches) done; with ddp_spawn/ddp_fork the training ran in child processes and this process's
     trainer still says 0, so read it from the rolling last.ckpt they wrote."""
     last = os.path.join(ckpt_dir, "last.ckpt")
     if trainer.global_step == 0 and os.path.isfile(last):
         try:
-            return int(read_checkpoint(last).get("global_step", 0))
+            return checkpoint_training_steps(read_checkpoint(last))
         except StageError:
             return 0
-    return trainer.global_step
+    return training_steps(trainer)
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -36,7 +36,8 @@ def _one_torch_thread():
     torch.set_num_threads(n)
 
 
-_STARTS = re.compile(r"training starts at global step (\d+) \(epoch (\d+)\); restored optimizer steps \[(-?\d+), (-?\d+)\]")
+_STARTS = re.compile(r"training starts at step (\d+) \(epoch (\d+); Lightning global step (\d+)\); "
+                     r"restored optimizer steps \[(-?\d+), (-?\d+)\]")
 
 
 def _env() -> dict[str, str]:
@@ -95,8 +96,9 @@ def test_kill9_mid_run_then_resume_continues_from_the_last_checkpoint(tmp_path: 
     assert second.returncode == 0, output[-3000:]
     assert f"resuming from {last}" in output
     starts = _STARTS.findall(output)
-    assert starts and int(starts[0][0]) == saved_step, starts
-    assert int(starts[0][2]) == int(starts[0][3]) == saved_step // 2, "Adam state restored with the weights"
+    # the project's step counts batches, Lightning's global step optimizer steps (2 per batch for a GAN)
+    assert starts and int(starts[0][2]) == saved_step and int(starts[0][0]) == saved_step // 2, starts
+    assert int(starts[0][3]) == int(starts[0][4]) == saved_step // 2, "Adam state restored with the weights"
     final = _ckpt(last)
     assert final["global_step"] == 2 * epochs * batches
     # every batch logged exactly once: the rows logged between the checkpoint and the kill were replaced
@@ -116,7 +118,7 @@ def test_truncated_last_checkpoint_falls_back_to_the_previous_one(make_config, t
     pl.seed_everything(0)
     train(make_config(*common, "trainer.max_epochs=3", run_dir=run_dir))
     ckpt_dir = run_dir / "checkpoints"
-    keeper = ckpt_dir / "epoch0001-step0000008.ckpt"
+    keeper = ckpt_dir / "epoch0001-step0000004.ckpt"  # step: batches (4), not Lightning's 8 optimizer steps
     assert keeper.is_file(), os.listdir(ckpt_dir)
     assert _ckpt(ckpt_dir / "last.ckpt")["global_step"] == 12
     # a crash mid-write of a non-atomic writer (or a bad disk): last.ckpt cut in half; a stale temporary file too
@@ -133,7 +135,7 @@ def test_truncated_last_checkpoint_falls_back_to_the_previous_one(make_config, t
     caplog.clear()
     with caplog.at_level(logging.INFO):
         train(cfg)
-    assert "training starts at global step 8 (epoch 2" in caplog.text
+    assert "training starts at step 4 (epoch 2; Lightning global step 8)" in caplog.text
     assert _ckpt(ckpt_dir / "last.ckpt")["global_step"] == 16
 
 
@@ -171,9 +173,11 @@ def test_usr2_saves_at_a_batch_boundary_and_stops(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 3, out[-3000:]
-    m = re.search(r"preempted \(SIGUSR2\) at global step (\d+) \(epoch \d+; optimizer steps \[(\d+), (\d+)\]\)", out)
+    m = re.search(r"preempted \(SIGUSR2\) at step (\d+) \(epoch \d+; Lightning global step (\d+); "
+                  r"optimizer steps \[(\d+), (\d+)\]\)", out)
     assert m, out[-3000:]
-    step = int(m.group(1))
+    assert int(m.group(1)) * 2 == int(m.group(2)), "a step is one batch: a D and a G optimizer step"
+    step = int(m.group(2))
     saved = _ckpt(run_dir / "checkpoints" / "last.ckpt")
     assert saved["global_step"] == step and step % 2 == 0 and 0 < step < 320
     assert {int(s["step"]) for s in saved["optimizer_states"][0]["state"].values()} == {step // 2}

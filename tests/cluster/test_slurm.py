@@ -115,8 +115,9 @@ def test_sweep_of_two_ddp_jobs(slurm_cluster: str, tmp_path: Path) -> None:
         assert "SLURM auto-requeueing enabled" not in errs[0] + errs[1]
 
 
-_PREEMPTED = re.compile(r"preempted \(SIGUSR2\) at global step (\d+) \(epoch (\d+); optimizer steps \[(\d+), (\d+)\]\)")
-_STARTS = re.compile(r"training starts at global step (\d+) \(epoch (\d+)\)"
+_PREEMPTED = re.compile(r"preempted \(SIGUSR2\) at step \d+ \(epoch (\d+); Lightning global step (\d+); "
+                        r"optimizer steps \[(\d+), (\d+)\]\)")
+_STARTS = re.compile(r"training starts at step \d+ \(epoch (\d+); Lightning global step (\d+)\)"
                      r"(?:; restored optimizer steps \[(-?\d+), (-?\d+)\])?(; SLURM restart (\d+))?")
 
 
@@ -150,8 +151,8 @@ def test_preempted_job_is_requeued_and_resumes_at_the_same_step(slurm_cluster: s
     assert proc.returncode == 0, f"{out[-3000:]}\n{_job_logs(sweep)}"
 
     log_text = (sweep / "0" / "run.log").read_text()
-    preempted = [tuple(map(int, m)) for m in _PREEMPTED.findall(log_text)]
-    starts = [(int(m[0]), int(m[1]), int(m[2] or -1), int(m[3] or -1), int(m[5] or 0))
+    preempted = [(int(m[1]), int(m[0]), int(m[2]), int(m[3])) for m in _PREEMPTED.findall(log_text)]
+    starts = [(int(m[1]), int(m[0]), int(m[2] or -1), int(m[3] or -1), int(m[5] or 0))
               for m in _STARTS.findall(log_text)]
     assert len(preempted) == 1 and len(starts) == 2, f"{log_text[-4000:]}\n{_job_logs(sweep)}"
     step, epoch, opt_g, opt_d = preempted[0]
