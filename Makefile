@@ -13,7 +13,9 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[dev,pose]"
+	# setuptools boxes an "Editable installation" notice about same-named folders in the working directory: it is
+	# informational (this project is meant to run from its folder), so the install does not show it
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -e ".[dev,pose]"
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install condsynth with its dev tools and the pose extra (MediaPipe)

@@ -88,6 +88,8 @@ def build_loggers(cfg: DictConfig, resume_from: str | None = None) -> list[Any]:
             if lg.get("id") is None:
                 lg = OmegaConf.merge(lg, {"id": wandb_run_id(cfg.paths.run_dir)})
         logger = hydra.utils.instantiate(lg)
+        if isinstance(logger, pl.loggers.WandbLogger):
+            quiet_wandb_init(logger)
         if resume_from is not None and isinstance(logger, pl.loggers.CSVLogger):
             keep_csv_history(logger)
         loggers.append(logger)
@@ -95,6 +97,19 @@ def build_loggers(cfg: DictConfig, resume_from: str | None = None) -> list[Any]:
 
 
 WANDB_ID_FILE = "wandb_run_id.txt"
+
+
+def quiet_wandb_init(logger: Any) -> None:
+    """Drop the two ``wandb.init`` arguments W&B only warns about: ``anonymous=None`` (Lightning always passes it;
+    W&B: "has no effect") and, offline, ``resume`` (an offline run never resumes on the server; the shared run id
+    is what ``wandb sync`` joins on)."""
+    init = getattr(logger, "_wandb_init", None)
+    if not isinstance(init, dict):
+        return
+    if init.get("anonymous") is None:
+        init.pop("anonymous", None)
+    if getattr(logger, "_offline", False) or os.environ.get("WANDB_MODE") in ("offline", "dryrun"):
+        init.pop("resume", None)
 
 
 def wandb_run_id(run_dir: str) -> str:

@@ -12,7 +12,7 @@ from tasks.train import train
 pytestmark = pytest.mark.slow
 
 
-def test_wandb_offline_run(make_config, tmp_path, monkeypatch) -> None:
+def test_wandb_offline_run(make_config, tmp_path, monkeypatch, capfd) -> None:
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = make_config("logger=wandb", run_dir=tmp_path / "run")
@@ -23,6 +23,9 @@ def test_wandb_offline_run(make_config, tmp_path, monkeypatch) -> None:
     assert runs, os.listdir(tmp_path / "run")
     files = os.listdir(os.path.join(runs[0], "files")) if os.path.isdir(os.path.join(runs[0], "files")) else []
     assert any(f.endswith(".wandb") for f in os.listdir(runs[0])) or files
+    # W&B's two warnings about arguments Lightning passes for it ("anonymous", "resume" offline) are not shown
+    out, err = capfd.readouterr()
+    assert "anonymous setting" not in out + err and "will be ignored" not in out + err, err[-2000:]
 
 
 def test_tensorboard_events(make_config, tmp_path) -> None:
