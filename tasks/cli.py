@@ -187,8 +187,9 @@ def check_overrides(argv: Sequence[str], conf_dir: str = CONF_DIR) -> None:
 
 
 def checkpoint_overrides(argv: Sequence[str]) -> list[str]:
-    """An inference task (``task.ckpt_path=<ckpt>``) takes its model and stage from the checkpoint: the overrides
-    to add (``model=..``, ``stage=..``) when the command line does not give them; giving other ones is an error
+    """An inference task (``task.ckpt_path=<ckpt>``) takes its model and stage from the checkpoint, and the model
+    keys its config lists in ``from_checkpoint`` (e.g. LST's ``level``): the overrides to add (``model=..``,
+    ``stage=..``, ``model.level=..``) when the command line does not give them; giving other ones is an error
     naming both."""
     given = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith(("-", "+", "~")))
     ckpt = given.get("task.ckpt_path")
@@ -200,17 +201,37 @@ def checkpoint_overrides(argv: Sequence[str]) -> list[str]:
         meta = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True).get("condsynth") or {}
     except Exception:  # noqa: BLE001 - an unreadable file is reported by the task itself, with its reason
         return []
+    stored_model = ((meta.get("config") or {}).get("model") or {})
+    wanted = {"model": meta.get("model"), "stage": meta.get("stage")}
+    for key in _keys_from_checkpoint(str(meta.get("model"))):
+        wanted[f"model.{key}"] = _select(stored_model, key)
     added = []
-    for key in ("model", "stage"):
-        stored = meta.get(key)
+    for key, stored in wanted.items():
         if stored is None:
             continue
-        if key in given and given[key] != stored:
+        if key in given and given[key] != str(stored):
             raise ConfigError(f"task.ckpt_path={ckpt} is a {key} '{stored}' checkpoint, but {key}={given[key]} was "
                               f"given: drop {key}= (it is read from the checkpoint) or pass another checkpoint")
         if key not in given:
             added.append(f"{key}={stored}")
     return added
+
+
+def _keys_from_checkpoint(model: str, conf_dir: str = CONF_DIR) -> list[str]:
+    """A model config's ``from_checkpoint`` list: model keys (besides model and stage) that shape the networks, so
+    inference tasks read them from the checkpoint's stored config (LST: ``level``)."""
+    path = Path(conf_dir) / "model" / f"{model}.yaml"
+    if not path.is_file():
+        return []
+    return [str(k) for k in (OmegaConf.load(path).get("from_checkpoint") or [])]
+
+
+def _select(node: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 # ------------------------------------------------------------------------------------------------ help

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 #: keys every model config has that are not constructor arguments: read by run names, validation, the datamodule;
 #: ``test_metrics`` (optional): a factory ``(cfg, module) -> metrics`` of the model's own task=test metrics
-MODEL_BOOKKEEPING_KEYS = ("name", "stages", "size_multiple", "test_metrics")
+MODEL_BOOKKEEPING_KEYS = ("name", "stages", "size_multiple", "test_metrics", "from_checkpoint")
 
 
 def build_module(cfg: DictConfig, for_inference: bool = False) -> SynthesisModule:

@@ -105,6 +105,14 @@ def test_inference_tasks_take_model_and_stage_from_the_checkpoint(tmp_path) -> N
     with pytest.raises(ConfigError, match=r"model 'pix2pixhd' checkpoint, but model=lst was given"):
         checkpoint_overrides(["task=stylize", f"task.ckpt_path={ckpt}", "model=lst"])
     assert checkpoint_overrides(["task=test", f"task.ckpt_path={tmp_path / 'missing.ckpt'}"]) == []
+    # LST's level shapes the networks: it comes from the checkpoint's stored config too (conf/model/lst.yaml)
+    r31 = tmp_path / "r31.ckpt"
+    torch.save({"state_dict": {}, "condsynth": {"model": "lst", "stage": "transform",
+                                                "config": {"model": {"level": "r31"}}}}, r31)
+    assert checkpoint_overrides(["task=stylize", f"task.ckpt_path={r31}"]) == [
+        "model=lst", "stage=transform", "model.level=r31"]
+    with pytest.raises(ConfigError, match=r"model.level 'r31' checkpoint, but model.level=r41 was given"):
+        checkpoint_overrides(["task=stylize", f"task.ckpt_path={r31}", "model.level=r41"])
 
 
 def test_latest_points_at_the_newest_run_of_a_task_model_and_stage(tmp_path, make_config) -> None:
