@@ -189,7 +189,8 @@ def check_overrides(argv: Sequence[str], conf_dir: str = CONF_DIR) -> None:
 def checkpoint_overrides(argv: Sequence[str]) -> list[str]:
     """An inference task (``task.ckpt_path=<ckpt>``) takes its model and stage from the checkpoint: the overrides
     to add (``model=..``, ``stage=..``) when the command line does not give them; giving other ones is an error
-    naming both."""
+    naming both. A checkpoint written by task=import_official also brings its network keys (``overrides``), each
+    added unless the command line sets it."""
     given = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith(("-", "+", "~")))
     ckpt = given.get("task.ckpt_path")
     if not ckpt or "task" not in given or not os.path.isfile(ckpt) or any(a in ("-m", "--multirun") for a in argv):
@@ -210,6 +211,8 @@ def checkpoint_overrides(argv: Sequence[str]) -> list[str]:
                               f"given: drop {key}= (it is read from the checkpoint) or pass another checkpoint")
         if key not in given:
             added.append(f"{key}={stored}")
+    # an imported official checkpoint (task=import_official) stores the config keys that rebuild its networks
+    added += [o for o in meta.get("overrides") or [] if o.split("=", 1)[0] not in given]
     return added
 
 
