@@ -18,13 +18,15 @@ bench calls it).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -88,10 +90,22 @@ def _round_up(size: list[int] | tuple[int, ...], multiple: int) -> tuple[int, in
     return tuple(-(-int(s) // multiple) * multiple for s in size)  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def quiet_tracing() -> Iterator[None]:
+    """Silence the tracer's warnings about the networks' shape checks (they hold for every valid input) and
+    torch.jit's deprecation notes; the exported graph is verified numerically instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\..*deprecated.*")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=r".*Constant folding.*")
+        yield
+
+
 def export_file(model: ExportableGenerator, example: tuple[Tensor, Tensor], path: str, fmt: str,
                 opset: int | None = None) -> None:
     """Write ``model`` as TorchScript (traced) or ONNX (dynamic batch, height and width) to ``path`` atomically."""
-    with atomic_path(path, keep_extension=True) as tmp, torch.no_grad():
+    with quiet_tracing(), atomic_path(path, keep_extension=True) as tmp, torch.no_grad():
         if fmt == "torchscript":
             torch.jit.save(torch.jit.trace(model, example, check_trace=False), tmp)
             return
@@ -107,7 +121,8 @@ def export_file(model: ExportableGenerator, example: tuple[Tensor, Tensor], path
 def load_runner(path: str, fmt: str) -> Runner:
     """``(label, inst) -> image`` of an exported file (TorchScript, or an onnxruntime CPU session)."""
     if fmt == "torchscript":
-        scripted = torch.jit.load(path, map_location="cpu").eval()
+        with quiet_tracing():
+            scripted = torch.jit.load(path, map_location="cpu").eval()
 
         def run_ts(label: Tensor, inst: Tensor) -> Tensor:
             with torch.no_grad():
