@@ -99,6 +99,8 @@ def quiet_tracing() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r".*torch\.jit\..*deprecated.*")
         warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=r".*Constant folding.*")
+        # instance norm always normalises with the input's own statistics: "train=True" is its eval behaviour too
+        warnings.filterwarnings("ignore", message=r".*'instance_norm' is set to train=True.*")
         yield
 
 

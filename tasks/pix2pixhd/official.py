@@ -138,6 +138,10 @@ def _config_keys(o: Mapping[str, Any], use_features: bool) -> dict[str, Any]:
         "model.networks.discriminator.num_D": o["num_D"],
         "model.networks.discriminator.norm": o["norm"],
     }
+    if not local and int(o["ngf"]) % 2 == 0:
+        # the local enhancer that fits this G1 (its G1 is 2 * ngf wide), for stage=local stage.init_from=<it>:
+        # the official --load_pretrain label2city_512p then --netG local --ngf 32
+        keys["model.networks.local.ngf"] = int(o["ngf"]) // 2
     if local:
         keys.update({"model.networks.local.ngf": o["ngf"], "model.networks.local.n_local_enhancers": n_local,
                      "model.networks.local.n_blocks_local": o["n_blocks_local"],

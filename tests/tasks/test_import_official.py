@@ -21,7 +21,7 @@ from torch import nn
 from lightning_modules.stages import StageError, read_checkpoint
 from networks.official import OfficialWeightsError
 from tasks.cli import checkpoint_overrides
-from tasks.common import load_for_inference
+from tasks.common import build_module, load_for_inference
 from tasks.import_official import import_official
 from tests.conftest import TINY_LST, compose_config
 
@@ -197,6 +197,12 @@ def test_global_generator_encoder_and_discriminator_give_identical_outputs(tmp_p
     assert len(ours) == len(ref) == 2
     for ours_scale, ref_scale in zip(ours, ref, strict=True):
         assert all(torch.equal(a, b) for a, b in zip(ours_scale, ref_scale, strict=True))
+    # the official --load_pretrain label2city_512p: stage local starts from the imported G1 (and D, E)
+    local = build_module(compose_config(["stage=local", f"stage.init_from={ckpt}", *meta["overrides"]],
+                                        tmp_path / "local"))
+    with torch.no_grad():
+        assert torch.equal(local.netG.global_body(x), g.model[:-3](x))
+        assert torch.equal(local.netE.model(img), e.model(img))
 
 
 def _label_maps(folder: Path) -> tuple[str, str]:
@@ -229,6 +235,10 @@ def test_local_enhancer_and_flat_discriminator_import_then_predict_and_export(tm
     with torch.no_grad():
         assert torch.equal(module.netG(x), g(x))
         assert all(torch.equal(a[-1], b[-1]) for a, b in zip(module.netD(cond), d(cond), strict=True))
+    joint = build_module(compose_config(["stage=joint", f"stage.init_from={ckpt}", *meta["overrides"]],
+                                        tmp_path / "joint"))
+    with torch.no_grad():
+        assert torch.equal(joint.netG(x), g(x))
     labels, insts = _label_maps(tmp_path)
     argv = ["task=predict", f"task.ckpt_path={ckpt}"]
     pred_cfg = compose_config([*argv, *from_checkpoint(argv), f"dataset.predict_label_dir={labels}",
