@@ -329,6 +329,12 @@ def test_lst_models_folder_imports_and_stylizes_like_the_source_networks(tmp_pat
         assert torch.equal(stylizer(content, style), reference(content, style))
 
 
+def test_an_official_lst_file_as_a_checkpoint_names_the_import(tmp_path) -> None:
+    path = official_lst_r31(tmp_path)[2]
+    with pytest.raises(StageError, match=r"official LinearStyleTransfer weights file.*task=import_official model=lst"):
+        read_checkpoint(path)
+
+
 def test_lst_mixed_levels_are_refused(tmp_path) -> None:
     files = official_lst_r31(tmp_path)
     state = torch.load(files[2])
