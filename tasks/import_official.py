@@ -73,7 +73,14 @@ def override_strings(overrides: Mapping[str, Any]) -> list[str]:
 
 def read_official_files(paths: list[str]) -> dict[str, dict[str, Tensor]]:
     """path -> state dict (``module.`` prefixes dropped), each file read with a clear error."""
-    return {p: strip_data_parallel(read_state_dict(p, "official")) for p in paths}
+    states = {}
+    for path in paths:
+        state = read_state_dict(path, "official")
+        if "state_dict" in state or not all(isinstance(v, Tensor) for v in state.values()):
+            raise ValueError(f"task.files: {path} is not an official weights file (a plain state dict of tensors); "
+                             f"a condsynth checkpoint needs no import: pass it as task.ckpt_path or stage.init_from")
+        states[path] = strip_data_parallel(state)
+    return states
 
 
 def stage_config(model: str, stage: str) -> DictConfig:
