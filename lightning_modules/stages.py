@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from networks.official import not_a_checkpoint_hint
+
 log = logging.getLogger(__name__)
 
 
@@ -94,6 +96,9 @@ def read_checkpoint(path: str) -> dict[str, Any]:
             f"use another one (checkpoints/ keeps the last and the best)"
         ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        hint = not_a_checkpoint_hint(ckpt, path)
+        if hint:
+            raise StageError(hint)
         raise StageError(f"{path} is not a Lightning checkpoint (no 'state_dict'); pass a condsynth .ckpt file")
     return ckpt
 

@@ -190,7 +190,8 @@ def checkpoint_overrides(argv: Sequence[str]) -> list[str]:
     """An inference task (``task.ckpt_path=<ckpt>``) takes its model and stage from the checkpoint, and the model
     keys its config lists in ``from_checkpoint`` (e.g. LST's ``level``): the overrides to add (``model=..``,
     ``stage=..``, ``model.level=..``) when the command line does not give them; giving other ones is an error
-    naming both."""
+    naming both. A checkpoint written by task=import_official also brings its network keys (``overrides``), each
+    added unless the command line sets it."""
     given = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith(("-", "+", "~")))
     ckpt = given.get("task.ckpt_path")
     if not ckpt or "task" not in given or not os.path.isfile(ckpt) or any(a in ("-m", "--multirun") for a in argv):
@@ -214,6 +215,9 @@ def checkpoint_overrides(argv: Sequence[str]) -> list[str]:
                               f"given: drop {key}= (it is read from the checkpoint) or pass another checkpoint")
         if key not in given:
             added.append(f"{key}={stored}")
+    # an imported official checkpoint (task=import_official) stores the config keys that rebuild its networks
+    keys = set(given) | {a.split("=", 1)[0] for a in added}
+    added += [o for o in meta.get("overrides") or [] if o.split("=", 1)[0] not in keys]
     return added
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,8 +107,22 @@ def validate_config(cfg: DictConfig) -> None:
 
         check_stage_start(StageSpec.from_config(OmegaConf.to_container(cfg.stage, resolve=True)))
     _validate_task_keys(cfg)
+    note_demo_size(cfg)
     if cfg.task.get("ckpt_path") is not None and not os.path.isfile(str(cfg.task.ckpt_path)):
         raise ConfigError(f"task.ckpt_path={cfg.task.ckpt_path} does not exist; pass the path of a trained checkpoint")
+
+
+def note_demo_size(cfg: DictConfig) -> str | None:
+    """A real dataset (one with a ``root``) at ``size=demo`` runs the demo's small widths and images: say so, and
+    name the paper's setting. Returns the message (None when it does not apply)."""
+    if cfg.get("size", {}).get("name") != "demo" or cfg.dataset.get("root") in (None, "None", "null"):
+        return None
+    shape = cfg.dataset.get("image_size", cfg.dataset.get("crop_size"))
+    message = (f"dataset={cfg.dataset.name} with size=demo: the model runs the demo's small network widths and "
+               f"image size ({OmegaConf.to_container(shape) if OmegaConf.is_config(shape) else shape}); for the "
+               f"paper's setting add size=paper (or an experiment=... recipe)")
+    logging.getLogger("condsynth").warning(message)
+    return message
 
 
 def _validate_task_keys(cfg: DictConfig) -> None:
