@@ -23,12 +23,17 @@ def save_checkpoint(module, path: Path) -> str:
 
 def pix2pixhd_checkpoint(folder: Path) -> str:
     """A tiny pix2pixHD (stage global, 64x64 scenes, 8 classes) with 3 distinct feature centres per class, as
-    task=cluster_features would leave them."""
+    task=cluster_features would leave them. Its generator has no normalisation: with random weights an instance
+    norm spreads every local change over the whole image, which a trained model does not do; He-initialised
+    convolutions keep the activations' scale so that the output depends visibly on the input."""
     torch.manual_seed(0)
     cfg = compose_config([f"dataset.image_size=[{2 * PIX2PIXHD_SIZE},{2 * PIX2PIXHD_SIZE}]",
-                          f"model.n_clusters={N_CLUSTERS}"], folder / "run")
+                          f"model.n_clusters={N_CLUSTERS}", "model.networks.global.norm=none"], folder / "run")
     module = build_module(cfg, for_inference=True)
     with torch.no_grad():
+        for m in module.netG.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
         g = torch.Generator().manual_seed(1)
         module.feature_centers.copy_(torch.randn(module.feature_centers.shape, generator=g) * 3)
         module.feature_center_counts.fill_(N_CLUSTERS)
