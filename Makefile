@@ -13,10 +13,10 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[dev,pose]"
+	$(PY) -m pip install -e ".[dev,pose,studio]"
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install condsynth with its dev tools and the pose extra (MediaPipe)
+install: $(STAMP) ## create .venv and install condsynth with its dev tools, the pose extra (MediaPipe) and the studio extra
 
 train: $(STAMP) ## the default run: pix2pixHD stage global on synthetic scenes (a few minutes on a CPU)
 	$(PY) run.py $(ARGS)

@@ -34,7 +34,28 @@ def studio(cfg: DictConfig) -> None:
     host, port = str(cfg.task.host), int(cfg.task.port)
     print(f"\ncondsynth studio: http://{host}:{port}/  (models: {', '.join(app.state.studio.panels)}; Ctrl-C stops)",
           flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    server = _QuietExitServer(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                             timeout_graceful_shutdown=5))
+    server.run()
+    print("condsynth studio: stopped", flush=True)
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class QuietExitServer(uvicorn.Server):
+        """uvicorn's server, which re-raises SIGINT/SIGTERM after its graceful shutdown (a KeyboardInterrupt
+        traceback on Ctrl-C, exit status -15 on SIGTERM); here a stop signal ends the task normally instead."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return QuietExitServer
+
+
+def _QuietExitServer(config: Any) -> Any:  # noqa: N802 - reads as the class it builds
+    return _server_class()(config)
 
 
 class BackgroundServer:
