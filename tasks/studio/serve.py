@@ -7,14 +7,26 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from tasks.studio.app import Studio, create_app
 from tasks.studio.models import checkpoint_paths
 
 log = logging.getLogger(__name__)
 
 
-def build_studio(cfg: DictConfig) -> Studio:
-    """A :class:`Studio` with every checkpoint of ``task.ckpt_path`` loaded (each model at most once)."""
+def require_web_stack() -> None:
+    """The studio extra's packages, or a one-line error saying how to install them."""
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModuleNotFoundError(f"task=studio needs {', '.join(missing)} (the studio extra): pip install -e "
+                                  f"'.[studio]' or make install")
+
+
+def build_studio(cfg: DictConfig) -> Any:
+    """A :class:`tasks.studio.app.Studio` with every checkpoint of ``task.ckpt_path`` loaded (each model once)."""
+    require_web_stack()
+    from tasks.studio.app import Studio
+
     studio = Studio(cfg)
     seen: dict[str, str] = {}
     for path in checkpoint_paths(cfg.task.ckpt_path):
@@ -28,34 +40,28 @@ def build_studio(cfg: DictConfig) -> Studio:
 
 def studio(cfg: DictConfig) -> None:
     """Serve the studio at ``http://task.host:task.port/``; uvicorn stops cleanly on SIGINT and SIGTERM."""
-    import uvicorn
+    require_web_stack()
+    from tasks.studio.app import create_app
 
     app = create_app(build_studio(cfg))
     host, port = str(cfg.task.host), int(cfg.task.port)
     print(f"\ncondsynth studio: http://{host}:{port}/  (models: {', '.join(app.state.studio.panels)}; Ctrl-C stops)",
           flush=True)
-    server = _QuietExitServer(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                             timeout_graceful_shutdown=5))
-    server.run()
+    run_until_signal(app, host, port)
     print("condsynth studio: stopped", flush=True)
 
 
-def _server_class() -> type:
+def run_until_signal(app: Any, host: str, port: int) -> None:
+    """Serve ``app`` until SIGINT / SIGTERM, then shut down gracefully and return. (uvicorn itself re-raises the
+    signal after its shutdown: a KeyboardInterrupt traceback on Ctrl-C, exit status -15 on SIGTERM.)"""
     import uvicorn
 
-    class QuietExitServer(uvicorn.Server):
-        """uvicorn's server, which re-raises SIGINT/SIGTERM after its graceful shutdown (a KeyboardInterrupt
-        traceback on Ctrl-C, exit status -15 on SIGTERM); here a stop signal ends the task normally instead."""
-
+    class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
 
-    return QuietExitServer
-
-
-def _QuietExitServer(config: Any) -> Any:  # noqa: N802 - reads as the class it builds
-    return _server_class()(config)
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)).run()
 
 
 class BackgroundServer:

@@ -11,7 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.tasks._studio import N_CLUSTERS, PIX2PIXHD_SIZE, lst_checkpoint, pix2pixhd_checkpoint, studio_config
+from tests.tasks._studio import (
+    N_CLUSTERS,
+    PIX2PIXHD_SIZE,
+    lst_checkpoint,
+    pix2pixhd_checkpoint,
+    studio_config,
+)
 
 pytest.importorskip("fastapi", reason="the studio extra is not installed (pip install -e .[studio])")
 pytest.importorskip("httpx", reason="the studio extra is not installed (pip install -e .[studio])")
