@@ -212,9 +212,16 @@ class Pix2PixHDPanel(Panel):
                 inst_dir = os.path.join(tmp, "inst")
                 os.makedirs(inst_dir)
                 Path(inst_dir, "upload.png").write_bytes(inst)
-            ds = LabelFolderDataset(os.path.join(tmp, "label"), self.label_nc, inst_dir=inst_dir,
-                                    transform=self.datamodule.eval_transform, max_bad_fraction=0.0)
-            sample = ds[0]
+            try:
+                ds = LabelFolderDataset(os.path.join(tmp, "label"), self.label_nc, inst_dir=inst_dir,
+                                        transform=self.datamodule.eval_transform, check_files=False)
+                sample = ds[0]
+            except ValueError as err:  # name the uploads, not the temporary files
+                label_path = os.path.join(tmp, "label", "upload.png")
+                message = str(err).replace(f"label map {label_path}", label_path)
+                message = message.replace(label_path, "the uploaded label map")
+                message = message.replace(os.path.join(tmp, "inst", "upload.png"), "the uploaded instance map")
+                raise bad_request(message) from None
         if photo is not None:
             sample["image"] = self._photo_tensor(photo, tuple(sample["label"].shape[-2:]))
         return self._set_scene(st, sample, "upload")

@@ -193,6 +193,11 @@ def test_edits_need_a_scene(client: TestClient) -> None:
 def test_upload_bad_labels(client: TestClient) -> None:
     res = client.post(f"{P2P}/upload", files={"label": ("l.png", png(np.full((16, 16), 9, np.uint8)), "image/png")})
     assert res.status_code == 400 and "id 9 outside [0, label_nc=8)" in res.json()["error"]
+    assert res.json()["error"].startswith("the uploaded label map contains id 9")
+    files = {"label": ("l.png", png(np.ones((16, 16), np.uint8)), "image/png"),
+             "inst": ("i.png", png(np.ones((8, 16), np.uint8)), "image/png")}
+    sizes = client.post(f"{P2P}/upload", files=files)
+    assert sizes.status_code == 400 and "the uploaded instance map is 8x16" in sizes.json()["error"]
     colour = client.post(f"{P2P}/upload", files={"label": ("c.png", png(np.zeros((16, 16, 3), np.uint8)), "image/png")})
     assert colour.status_code == 400 and "single-channel" in colour.json()["error"]
     assert client.post(f"{P2P}/upload").status_code == 422  # no file at all
