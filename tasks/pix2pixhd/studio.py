@@ -107,7 +107,7 @@ def stroke_mask(shape: tuple[int, int], points: list[tuple[float, float]], radiu
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     mask = np.zeros(shape, dtype=bool)
-    pts = [(float(x), float(y)) for x, y in points] or []
+    pts = [(float(x), float(y)) for x, y in points]
     segments = list(zip(pts, pts[1:], strict=False)) or [(pts[0], pts[0])]
     for (x0, y0), (x1, y1) in segments:
         dx, dy = x1 - x0, y1 - y0
@@ -262,8 +262,9 @@ class Pix2PixHDPanel(Panel):
                 if style["kind"] == "cluster":
                     k = int(style["index"])
                 else:
-                    gen = torch.Generator().manual_seed(self.feature_seed * 7919 + int(style.get("seed", 0)) * 104729
-                                                        + iid)
+                    # seeded per (task seed, draw, instance): an edit elsewhere never changes this instance's draw
+                    seed = hash((self.feature_seed, int(style.get("seed", 0)), iid)) & 0x7FFFFFFF
+                    gen = torch.Generator().manual_seed(seed)
                     k = int(torch.randint(count, (1,), generator=gen))
                 rows[g] = m.feature_centers[c, min(k, count - 1)]
         return rows, inverse, ids, cls.tolist()

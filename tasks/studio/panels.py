@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 class Panel:
     """Base class of a model's panel. Subclasses set ``model``, ``title``, ``script`` and implement
     :meth:`load` (build the model from the checkpoint, once), :meth:`new_state` (one session's state),
-    :meth:`routes` (add the endpoints to ``router``; each calls ``studio.call(self, request, fn, ...)`` so that the
-    work runs on the worker with the session's state) and :meth:`info` (what the page needs to start)."""
+    :meth:`routes` (add the endpoints to ``router``; each awaits ``studio.call(request, model, "<method>", ...)``,
+    which runs ``panel.<method>(state, ...)`` on the worker with the session's state) and :meth:`info` (what the
+    page needs to start: classes, sizes, ...)."""
 
     model: str = ""
     title: str = ""
