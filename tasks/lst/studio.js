@@ -15,11 +15,12 @@ window.StudioPanels.lst = function (root, panel) {
   const preview = el("img", { id: "lst-preview", class: "out", alt: "stylised preview" });
   const fps = el("div", { id: "lst-fps", class: "latency" }, "preview: –");
   const camBtn = el("button", { id: "lst-webcam" }, "webcam");
+  const contentThumb = el("img", { id: "lst-content-thumb", style: "height:64px;display:block" });
 
   root.append(
     el("div", { class: "row" },
       el("div", { class: "box" }, el("h3", {}, "images"),
-        el("div", {}, "content ", contentFile), el("div", {}, "style ", styleFile), camBtn),
+        el("div", {}, "content ", contentFile), contentThumb, el("div", {}, "style ", styleFile), camBtn),
       el("div", { class: "box" }, el("h3", {}, "controls"),
         el("div", {}, "alpha ", alpha, alphaText), el("div", {}, el("label", {}, photoreal, "photo-real filter")),
         el("div", {}, "size ", side), el("h3", {}, "styles (mixing weights)"), stylesBox)),
@@ -47,6 +48,7 @@ window.StudioPanels.lst = function (root, panel) {
     }
   }
   function showStyles(summary) {
+    if (summary.content_thumb) contentThumb.src = summary.content_thumb;
     const old = styles.map((s) => s.weight.value);
     styles = summary.styles.map((s, i) => ({ name: s.name, thumb: s.thumb,
       weight: el("input", { type: "range", min: 0, max: 1, step: 0.05, value: old[i] || 1, class: "lst-weight" }) }));

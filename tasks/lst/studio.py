@@ -29,6 +29,8 @@ from tasks.studio.errors import bad_request, conflict
 from tasks.studio.images import data_url, decode_image, rgb_tensor, tensor_png
 from tasks.studio.panels import Panel
 
+THUMB_SIDE = 64  # the page's thumbnails of the content and the styles (pixels, shorter side)
+
 
 @dataclass
 class StyleEntry:
@@ -41,6 +43,7 @@ class StyleEntry:
 class LSTState:
     content: torch.Tensor | None = None          # [1, 3, H, W] in [0, 1], as uploaded
     content_name: str = ""
+    content_thumb: str = ""
     resized: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # side -> (image, feat)
     styles: list[StyleEntry] = field(default_factory=list)
 
@@ -93,11 +96,13 @@ class LSTPanel(Panel):
         return rgb_tensor(decode_image(data, what, self.max_side))
 
     def _summary(self, st: LSTState) -> dict[str, Any]:
-        return {"content": st.content_name or None, "styles": [{"name": s.name, "thumb": s.thumb} for s in st.styles]}
+        return {"content": st.content_name or None, "content_thumb": st.content_thumb or None,
+                "styles": [{"name": s.name, "thumb": s.thumb} for s in st.styles]}
 
     @torch.no_grad()
     def set_content(self, st: LSTState, data: bytes, name: str) -> dict[str, Any]:
         st.content, st.content_name, st.resized = self._image(data, "content"), name, {}
+        st.content_thumb = data_url(tensor_png(resize_short(st.content, THUMB_SIDE)))
         return self._summary(st)
 
     @torch.no_grad()
@@ -106,7 +111,7 @@ class LSTPanel(Panel):
             raise bad_request(f"{self.max_styles} styles are loaded (task.lst.max_styles): remove one first")
         img = resize_short(self._image(data, "style"), self.style_side).to(self.device)
         code = self.stylizer.style_code(img)  # once per style; every preview reuses it
-        thumb = data_url(tensor_png(resize_short(img, 64)))
+        thumb = data_url(tensor_png(resize_short(img, THUMB_SIDE)))
         st.styles.append(StyleEntry(name, code, thumb))
         return self._summary(st)
 
