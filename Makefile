@@ -15,10 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	# setuptools boxes an "Editable installation" notice about same-named folders in the working directory: it is
 	# informational (this project is meant to run from its folder), so the install does not show it
-	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -e ".[dev,pose]"
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -e ".[dev,pose,studio]"
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install condsynth with its dev tools and the pose extra (MediaPipe)
+install: $(STAMP) ## create .venv and install condsynth with its dev tools, the pose extra (MediaPipe) and the studio extra
 
 train: $(STAMP) ## the default run: pix2pixHD stage global on synthetic scenes (a few minutes on a CPU)
 	$(PY) run.py $(ARGS)

@@ -15,12 +15,14 @@ from collections import defaultdict
 from pathlib import Path
 
 LAYERS = {"run": 0, "tasks": 1, "lightning_modules": 2, "datamodules": 2, "networks": 3, "losses": 3}
+#: shared tasks that are packages, not papers: part of the shared ``tasks`` node (a paper's studio panel uses them)
+SHARED_TASK_PACKAGES = ("studio",)
 
 
 def node_of(path: Path, repo: Path) -> str:
     """The graph node of a file: its top-level package (``tasks/<paper>`` kept apart)."""
     parts = path.relative_to(repo).with_suffix("").parts
-    if parts[0] == "tasks" and len(parts) > 2:
+    if parts[0] == "tasks" and len(parts) > 2 and parts[1] not in SHARED_TASK_PACKAGES:
         return f"tasks/{parts[1]}"
     return parts[0]
 
@@ -37,7 +39,8 @@ def imported_nodes(path: Path) -> set[str]:
         parts = name.split(".")
         if parts[0] not in LAYERS:
             continue
-        out.add(f"tasks/{parts[1]}" if parts[0] == "tasks" and len(parts) > 2 else parts[0])
+        paper = parts[0] == "tasks" and len(parts) > 2 and parts[1] not in SHARED_TASK_PACKAGES
+        out.add(f"tasks/{parts[1]}" if paper else parts[0])
     return out
 
 

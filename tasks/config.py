@@ -108,8 +108,10 @@ def validate_config(cfg: DictConfig) -> None:
         check_stage_start(StageSpec.from_config(OmegaConf.to_container(cfg.stage, resolve=True)))
     _validate_task_keys(cfg)
     note_demo_size(cfg)
-    if cfg.task.get("ckpt_path") is not None and not os.path.isfile(str(cfg.task.ckpt_path)):
-        raise ConfigError(f"task.ckpt_path={cfg.task.ckpt_path} does not exist; pass the path of a trained checkpoint")
+    ckpts = cfg.task.get("ckpt_path")
+    for ckpt in (list(ckpts) if OmegaConf.is_list(ckpts) else [ckpts]):  # task=studio takes a list
+        if ckpt is not None and not os.path.isfile(str(ckpt)):
+            raise ConfigError(f"task.ckpt_path={ckpt} does not exist; pass the path of a trained checkpoint")
 
 
 def note_demo_size(cfg: DictConfig) -> str | None:
