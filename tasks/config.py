@@ -96,6 +96,14 @@ def validate_config(cfg: DictConfig) -> None:
             f"dataset '{cfg.dataset.name}' feeds model '{data_model}', not '{model}': pick a dataset of model={model} "
             f"(its default is dataset=default_for_{model}) or model={data_model}"
         )
+    if str(cfg.dataset.name).startswith("synthetic") and cfg.dataset.get("root") is not None:
+        real = sorted(p.stem for p in (Path(CONF_DIR) / "dataset").glob("*.yaml")
+                      if not p.stem.startswith(("synthetic", "default_for_"))
+                      and OmegaConf.load(p).get("model") == model)
+        raise ConfigError(
+            f"dataset.root={cfg.dataset.root} is set, but dataset={cfg.dataset.name} generates its data and reads no "
+            f"folder: add dataset=<{'|'.join(real) or 'a real dataset'}> to train on {cfg.dataset.root}"
+        )
     supported = cfg.task.get("models")
     if supported is not None and model not in supported:
         raise ConfigError(

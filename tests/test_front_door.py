@@ -35,6 +35,8 @@ CASES = [
     (["stage=local"], "stage.init_from is not set", False),
     (["trainer.max_stepz=5"], "did you mean trainer.max_steps", False),
     (["model=foo"], "model=foo is not an option", False),
+    (["dataset.root=/data/cityscapes"], "dataset=synthetic_scenes generates its data and reads no folder: add "
+     "dataset=<cityscapes|pix2pixhd_folders>", False),
     (["model=lst", "dataset=coco_wikiart", "dataset.content_root=/no/images", "dataset.style_root=/no/images"],
      "dataset.content_root=/no/images does not exist", True),
 ]
