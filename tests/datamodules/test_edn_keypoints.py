@@ -1,4 +1,4 @@
-"""Everybody Dance Now keypoints: OpenPose JSON, format mappings, smoothing, rendering and pose normalisation,
+"""Everybody Dance Now keypoints: OpenPose JSON, format mappings, smoothing and rendering,
 against hand-computed values."""
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ from datamodules.edn.keypoints import (
     FramePose,
     KeypointError,
     coco18_to_body25,
-    fit_normalisation,
     mediapipe33_to_body25,
     pick_person,
-    pose_stats,
     read_frame_pose,
     read_openpose_json,
     smooth_sequence,
-    subject_stats,
     write_openpose_json,
 )
 from datamodules.edn.render import face_box, render_pose
@@ -129,38 +126,3 @@ def test_face_box_is_clamped_at_the_borders() -> None:
     body[0] = [60, 30, 1]
     assert face_box(FramePose(body), 64, 128) == (22, 52, 16)
     assert face_box(None, 64, 128) == (0, 56, 16)
-
-
-def _standing(ankle: float, height: float, x: float = 100.0) -> FramePose:
-    body = np.zeros((25, 3))
-    body[0] = [x, ankle - height, 1]        # nose straight above the mean ankle
-    body[11] = [x - 10, ankle, 1]           # right ankle
-    body[14] = [x + 10, ankle, 1]           # left ankle
-    return FramePose(body)
-
-
-def test_normalisation_by_hand() -> None:
-    # source: close = 400 (height 200), median 360; far = 345 (15 above the median < 0.5 * 40); window 27.5
-    src = [_standing(a, h) for a, h in zip([400, 345, 360, 360, 360], [200, 150, 170, 170, 170], strict=True)]
-    # target: close = 500 (height 300), median 450; far = 430 (20 < 0.5 * 50); window 35
-    tgt = [_standing(a, h) for a, h in zip([500, 430, 450, 450, 450], [300, 240, 260, 260, 260], strict=True)]
-    stats = subject_stats(*np.array([pose_stats(p.body) for p in src]).T)
-    assert (stats.close, stats.far, stats.height_close, stats.height_far) == (400, 345, 200, 170)
-    norm = fit_normalisation(src, tgt, 200, 200)
-    assert (norm.target.close, norm.target.far, norm.target.height_close, norm.target.height_far) == (500, 430, 300, 260)
-    assert norm.scale_close == 1.5 and norm.scale_far == pytest.approx(260 / 170)
-    out, scale, shift = norm.apply(_standing(345, 170))          # at the far position
-    assert scale == pytest.approx(260 / 170) and shift == pytest.approx(85)
-    assert pose_stats(out.body) == pytest.approx((260, 430))     # lands at the target's far ankle, its far height
-    out, scale, shift = norm.apply(_standing(400, 200))          # at the close position
-    assert (scale, shift) == pytest.approx((1.5, 100))
-    assert pose_stats(out.body) == pytest.approx((300, 500))
-    out, scale, shift = norm.apply(_standing(372.5, 180))        # halfway: linear interpolation
-    assert scale == pytest.approx((1.5 + 260 / 170) / 2) and shift == pytest.approx(465 - 372.5)
-    assert out.body[0, 0] == pytest.approx(100)                  # the centre column stays (x = width / 2)
-
-
-def test_normalisation_needs_full_body_frames() -> None:
-    body = np.zeros((25, 3))
-    with pytest.raises(KeypointError, match="no source frame has the head and both ankles"):
-        fit_normalisation([FramePose(body)], [_standing(400, 200)], 100, 100)
