@@ -194,7 +194,7 @@ def transfer(cfg: DictConfig) -> dict[str, Any]:
                 label = to_signed_tensor(label_img)[None].to(device)
                 box = torch.tensor([face_box(pose, *out)], device=device)
                 t0 = time.perf_counter()
-                previous, frame = module.next_frame(label, previous, box)
+                previous = frame = module.next_frame(label, previous, box)  # the refined frame conditions the next
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 model_s += time.perf_counter() - t0
