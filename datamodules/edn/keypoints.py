@@ -37,6 +37,21 @@ MEDIAPIPE_33_TO_BODY_25: tuple[int | tuple[int, int], ...] = (
 COCO_18_TO_BODY_25: tuple[int | tuple[int, int], ...] = (
     0, 1, 2, 3, 4, 5, 6, 7, (8, 11), 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, -1, -1, -1, -1, -1, -1)
 
+# MediaPipe Face Mesh (468 points; 478 with refine_landmarks' irises) -> OpenPose's 70 face keypoints (the iBUG-68
+# layout plus two pupils). Points 0-67: the widely used Face Mesh <-> iBUG-68 correspondence (jaw 0-16 from the image's
+# left, brows 17-26, nose 27-35, eyes 36-47, outer lips 48-59, inner lips 60-67; the image-left eye is the subject's
+# right, Face Mesh's RIGHT_EYE). 68/69, the right and left pupils: the iris centres 468/473 when the mesh has them,
+# else the mean of that eye's six iBUG contour points.
+MEDIAPIPE_468_TO_FACE_70: tuple[int, ...] = (
+    162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389,   # 0-16 jaw
+    71, 63, 105, 66, 107, 336, 296, 334, 293, 301,                                       # 17-26 brows
+    168, 197, 5, 4, 75, 97, 2, 326, 305,                                                 # 27-35 nose
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,                           # 36-47 eyes
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,                                 # 48-59 outer lips
+    78, 82, 13, 312, 308, 317, 14, 87)                                                   # 60-67 inner lips
+MEDIAPIPE_IRIS_CENTRES = (468, 473)   # right, left (refine_landmarks=True meshes only)
+FACE_70_EYES = (tuple(range(36, 42)), tuple(range(42, 48)))   # right, left eye contours in the 70-point layout
+
 
 class KeypointError(ValueError):
     """A keypoint file or sequence that cannot be used (named with the file, the value and the fix)."""
@@ -104,6 +119,30 @@ def mediapipe33_to_body25(landmarks: np.ndarray, min_visibility: float = 0.0) ->
     pts = landmarks.copy()
     pts[pts[:, 2] <= min_visibility, 2] = 0.0
     return _map(pts, MEDIAPIPE_33_TO_BODY_25)
+
+
+def mediapipe468_to_face70(mesh: np.ndarray) -> np.ndarray:
+    """MediaPipe Face Mesh points [468 or 478, 3] (x, y in pixels, confidence) -> OpenPose face [70, 3]
+    (:data:`MEDIAPIPE_468_TO_FACE_70`; pupils from the irises or the eye contours)."""
+    mesh = np.asarray(mesh, dtype=np.float64)
+    if mesh.ndim != 2 or mesh.shape[1] != 3 or len(mesh) not in (468, 478):
+        raise KeypointError(f"Face Mesh points must be [468, 3] or [478, 3], got {mesh.shape}")
+    out = np.zeros((70, 3))
+    out[:68] = mesh[list(MEDIAPIPE_468_TO_FACE_70)]
+    for k, (iris, eye) in enumerate(zip(MEDIAPIPE_IRIS_CENTRES, FACE_70_EYES, strict=True)):
+        if len(mesh) == 478:
+            out[68 + k] = mesh[iris]
+        else:
+            contour = out[list(eye)]
+            out[68 + k] = [*contour[:, :2].mean(axis=0), contour[:, 2].min()]
+    return out
+
+
+def to_face70(face: np.ndarray | None) -> np.ndarray | None:
+    """A face as OpenPose's 70 points: 70 as is, a Face Mesh (468/478) mapped; other counts as is."""
+    if face is None or len(face) not in (468, 478):
+        return face
+    return mediapipe468_to_face70(face)
 
 
 def to_body25(points: np.ndarray) -> np.ndarray:

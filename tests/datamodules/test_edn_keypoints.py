@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from datamodules.edn.keypoints import (
+    MEDIAPIPE_468_TO_FACE_70,
     FramePose,
     KeypointError,
     coco18_to_body25,
     mediapipe33_to_body25,
+    mediapipe468_to_face70,
     pick_person,
     read_frame_pose,
     read_openpose_json,
@@ -126,3 +128,39 @@ def test_face_box_is_clamped_at_the_borders() -> None:
     body[0] = [60, 30, 1]
     assert face_box(FramePose(body), 64, 128) == (22, 52, 16)
     assert face_box(None, 64, 128) == (0, 56, 16)
+
+
+def test_face_mesh_to_openpose_70_by_hand() -> None:
+    assert len(MEDIAPIPE_468_TO_FACE_70) == 68 and len(set(MEDIAPIPE_468_TO_FACE_70)) == 68
+    assert max(MEDIAPIPE_468_TO_FACE_70) < 468
+    mesh = np.stack([np.arange(468.0), 1000 + np.arange(468.0), np.full(468, 0.9)], axis=1)
+    face = mediapipe468_to_face70(mesh)
+    assert face.shape == (70, 3)
+    assert face[0].tolist() == [162, 1162, 0.9] and face[8].tolist() == [152, 1152, 0.9]   # jaw end, chin
+    assert face[30].tolist() == [4, 1004, 0.9] and face[62].tolist() == [13, 1013, 0.9]    # nose tip, inner lip
+    # no irises in a 468-point mesh: the pupils are the means of each eye's six contour points
+    assert face[68, :2].tolist() == pytest.approx([(33 + 160 + 158 + 133 + 153 + 144) / 6,
+                                                   1000 + (33 + 160 + 158 + 133 + 153 + 144) / 6])
+    assert face[69, 0] == pytest.approx((362 + 385 + 387 + 263 + 373 + 380) / 6)
+    # a refined 478-point mesh: the iris centres 468 (right) and 473 (left)
+    refined = np.concatenate([mesh, [[5000 + k, 6000 + k, 0.8] for k in range(10)]])
+    face = mediapipe468_to_face70(refined)
+    assert face[68].tolist() == [5000, 6000, 0.8] and face[69].tolist() == [5005, 6005, 0.8]
+    with pytest.raises(KeypointError, match=r"\[468, 3\] or \[478, 3\]"):
+        mediapipe468_to_face70(mesh[:100])
+
+
+def test_face_mesh_is_rendered_and_boxed_as_openpose_70() -> None:
+    body = np.zeros((25, 3))
+    body[0] = [20, 10, 1]                                          # the body's nose
+    rng = np.random.default_rng(0)
+    mesh = np.concatenate([rng.uniform(30, 60, (468, 2)), np.ones((468, 1))], axis=1)
+    mesh[4] = [40, 30, 1]                                          # Face Mesh nose tip -> OpenPose point 30
+    as_mesh = render_pose(FramePose(body, face=mesh), 64, 128)
+    as_70 = render_pose(FramePose(body, face=mediapipe468_to_face70(mesh)), 64, 128)
+    assert np.array_equal(as_mesh, as_70)                          # a mesh is drawn as its 8 sparse points
+    assert (as_70 == 0).all(axis=2).sum() > 0                      # the face dots are drawn (black)
+    assert face_box(FramePose(body, face=mesh), 64, 128) == (22, 32, 16)   # centred on the nose tip (40, 30)
+    faint = mesh.copy()
+    faint[:, 2] = 0.1                                              # mean confidence < 0.2: the body's nose
+    assert face_box(FramePose(body, face=faint), 64, 128) == (2, 12, 16)
