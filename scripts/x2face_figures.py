@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             pred = module.audio_code(test["driving_audio"])
         sse = float(((pred - v) ** 2).sum())
         sst = float(((v - v_train.mean(0)) ** 2).sum())
-        print("\nAudio -> driving vector on the test split (least squares fitted in stage audio_code)")
+        print("\nAudio -> driving vector on the test split (the map fitted in stage audio_code)")
         print(f"MAE {float((pred - v).abs().mean()):.4f} vs constant {float((v - v_train.mean(0)).abs().mean()):.4f}; "
               f"R^2 {1 - sse / sst:.3f}")
         x = train["driving_audio"].double()
