@@ -11,17 +11,20 @@ Pose -> video with a temporally coherent pix2pixHD (§3.2) and a face GAN (§3.3
 * **Face GAN** (stage ``face``, body generator frozen): a crop around the face (128 px at 1024x512, scaled with
   the resolution, clamped at the borders; from the dataset's ``face_box``); the face generator adds a residual to
   the generated crop given the pose crop; the face D sees (pose crop, face crop); its losses are the shared
-  objective with VGG on the face. At inference the refined crop is pasted back into the frame. The body chain
-  conditions each frame on the previous *body* output (the residual only touches the output frames).
+  objective with VGG on the face. The refined crop is pasted back into the frame, and that refined frame conditions
+  the next one, in training and at inference (official ``pix2pixHD_model_fullts.forward``/``inference`` and
+  ``test_fullts.py``: ``previous_cond = generated``).
 
 Stages (official carolineec/EverybodyDanceNow): ``global`` (G1, half resolution: 512x256 in the paper),
-``local`` (the local enhancer at full resolution, G1 loaded and frozen), ``face`` (face G and D; body loaded and
-frozen).
+``local`` (the local enhancer at full resolution, G1 loaded; for the first ``stage.fix_global_epochs`` epochs G1 sits
+in G's optimizer at learning rate 0, then trains jointly: official ``--niter_fix_global`` / ``update_fixed_params``),
+``face`` (face G and D; body loaded and frozen).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -68,6 +71,12 @@ class EDNModule(GANModule):
             self.netD = networks["discriminator"](input_nc=c)
             self.netDT = networks["temporal_discriminator"](input_nc=2 * c)
             self.objectives = nn.ModuleDict({"frame": losses["frame"](), "temporal": losses["temporal"]()})
+        fix = self.stage_spec.extra.get("fix_global_epochs")
+        self.fix_global_epochs = None if fix is None else int(fix)
+        if self.fix_global_epochs is not None and "generator.global" in self.stage_spec.frozen:
+            raise ValueError(f"stage '{self.stage_spec.name}': stage.fix_global_epochs={fix} trains G1 after that many "
+                             "epochs, but stage.frozen lists generator.global (frozen for the whole stage); set "
+                             "stage.frozen=[] or stage.fix_global_epochs=null")
         self.setup_stage(
             expected_missing={"netG.generator.local_": "the local enhancer G2 is new in stage local (pix2pixHD §3.2)",
                               "faceG.": "the face generator is new in stage face (EDN §3.3)",
@@ -93,6 +102,48 @@ class EDNModule(GANModule):
 
     def generator_modules(self) -> list[nn.Module]:
         return [self.faceG] if self.face_stage else [self.netG]
+
+    # --- official --niter_fix_global: G1 at learning rate 0, then joint -------------------------------
+    def _fixed_global_params(self) -> list[nn.Parameter]:
+        if self.fix_global_epochs is None or self.face_stage or "generator.global" not in self.parts():
+            return []
+        return [p for m in self.resolve_part("generator.global") for p in m.parameters() if p.requires_grad]
+
+    def optimizer_parameters(self) -> dict[str, Any]:
+        """G's optimizer gets G1 as a second parameter group at learning rate 0 while ``stage.fix_global_epochs``
+        lasts (official ``--niter_fix_global``: every G1 parameter in the group with ``lr 0.0``). G1 keeps its
+        gradients (so DDP syncs them) but does not move."""
+        groups = super().optimizer_parameters()
+        fixed = {id(p) for p in self._fixed_global_params()}
+        if fixed and self.fix_global_epochs > 0:
+            gen = groups["generator"]
+            groups["generator"] = [{"params": [p for p in gen if id(p) not in fixed]},
+                                   {"params": [p for p in gen if id(p) in fixed], "lr": 0.0}]
+        return groups
+
+    def release_global(self, optimizer: torch.optim.Optimizer, schedulers: list[Any]) -> bool:
+        """Give G1's group (the second of G's optimizer) the first group's learning rate, in the optimizer and in
+        its schedulers' base rates (official ``update_fixed_params``: G1 and G2 trained jointly from here).
+        Returns whether anything changed."""
+        if len(optimizer.param_groups) < 2 or optimizer.param_groups[1]["lr"] != 0.0:
+            return False
+        main, fixed = optimizer.param_groups[0], optimizer.param_groups[1]
+        base = float(main.get("initial_lr", optimizer.defaults["lr"]))
+        fixed["lr"] = main["lr"]
+        fixed["initial_lr"] = base
+        for sch in schedulers:
+            if getattr(sch, "optimizer", None) is optimizer and hasattr(sch, "base_lrs"):
+                sch.base_lrs[1] = base
+        return True
+
+    def on_train_epoch_start(self) -> None:
+        if self.fix_global_epochs is None or self.current_epoch < self.fix_global_epochs:
+            return
+        schedulers = self.lr_schedulers()
+        schedulers = schedulers if isinstance(schedulers, list) else [] if schedulers is None else [schedulers]
+        if self.release_global(self._optimizers()[0], schedulers):
+            self.print(f"condsynth: epoch {self.current_epoch}: G1 joins the training (stage.fix_global_epochs="
+                       f"{self.fix_global_epochs}, official --niter_fix_global)")
 
     def discriminator_modules(self) -> list[nn.Module]:
         return [self.faceD] if self.face_stage else [self.netD, self.netDT]
@@ -156,15 +207,23 @@ class EDNModule(GANModule):
     def _prepare_face(self, batch: Mapping[str, Any], label: torch.Tensor, real: torch.Tensor) -> dict[str, Any]:
         if "face_box" not in batch:
             raise ValueError("stage face needs batch['face_box'] (top, left, size per frame) from the datamodule")
-        with torch.no_grad():
-            body = self.netG.sequence(label)
-        boxes = batch["face_box"].transpose(0, 1).reshape(-1, 3)
-        self.check_face_boxes(boxes)
-        label_crop = crop_boxes(self._frames(label), boxes)
-        body_crop = crop_boxes(self._frames(body), boxes)
-        fake_crop = self.faceG(label_crop, body_crop)
-        return {"label_crop": label_crop, "body_crop": body_crop, "fake_crop": fake_crop,
-                "real_crop": crop_boxes(self._frames(real), boxes), "body": body}
+        boxes = batch["face_box"]
+        self.check_face_boxes(boxes[:, 0])
+        previous, bodies, label_crops, body_crops, fake_crops = None, [], [], [], []
+        for t in range(label.shape[1]):
+            # frame t+1 is conditioned on the refined frame t (official forward: cat(next_label, I_0)); the frozen
+            # body G passes the face G's gradient back from frame t+1 to frame t's residual
+            with torch.no_grad() if previous is None else nullcontext():
+                body = self.netG(label[:, t], previous)
+            label_crops.append(crop_boxes(label[:, t], boxes[:, t]))
+            body_crops.append(crop_boxes(body, boxes[:, t]))
+            fake_crops.append(self.faceG(label_crops[-1], body_crops[-1]))
+            previous = paste_boxes(body, fake_crops[-1], boxes[:, t])
+            bodies.append(body)
+        flat = boxes.transpose(0, 1).reshape(-1, 3)
+        return {"label_crop": torch.cat(label_crops), "body_crop": torch.cat(body_crops),
+                "fake_crop": torch.cat(fake_crops), "real_crop": crop_boxes(self._frames(real), flat),
+                "body": torch.stack(bodies, dim=1)}
 
     def check_face_boxes(self, boxes: torch.Tensor) -> None:
         """The face crop must pass the face generator: its size a multiple of that generator's stride."""
@@ -195,12 +254,13 @@ class EDNModule(GANModule):
 
     @torch.no_grad()
     def next_frame(self, label: torch.Tensor, previous: torch.Tensor | None,
-                   face_box: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step of inference: (body frame, output frame) for ``label`` [B, C, H, W] given the previous body
-        frame (None = first frame); the output adds the face residual in stage face."""
+                   face_box: torch.Tensor | None = None) -> torch.Tensor:
+        """One step of inference: the output frame for ``label`` [B, C, H, W] given the previous output (None =
+        first frame). In stage face the output adds the face residual, and it is this refined frame that conditions
+        the next step (official ``test_fullts.py``: ``previous_cond = generated``)."""
         self.check_size(label)
         body = self.inference_generator()(label, previous)
-        return body, self.refine_face(label, body, face_box)
+        return self.refine_face(label, body, face_box)
 
     @torch.no_grad()
     def generate_pair(self, batch: Mapping[str, Any]) -> torch.Tensor:
@@ -209,8 +269,8 @@ class EDNModule(GANModule):
         boxes = batch.get("face_box")
         previous, out = None, []
         for t in range(label.shape[1]):
-            previous, frame = self.next_frame(label[:, t], previous, None if boxes is None else boxes[:, t])
-            out.append(frame)
+            previous = self.next_frame(label[:, t], previous, None if boxes is None else boxes[:, t])
+            out.append(previous)
         return torch.stack(out, dim=1)
 
     @torch.no_grad()

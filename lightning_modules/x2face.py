@@ -12,7 +12,9 @@ Stages (``conf/stages/x2face/``):
     driving vector -> pose and pose -> driving vector (linear + batch norm) learn from ground-truth poses (radians,
     as the official notebooks). Pose driving: v = v_src + f(p_new) - f(p(v_src)).
   * ``audio_code`` (§4.2): networks frozen; one pass over the training data collects (audio features, driving
-    vector) pairs and a least-squares linear map is fitted (scikit-learn) at the epoch's end. Audio driving (official
+    vector) pairs and a linear map is fitted at the epoch's end: least squares (scikit-learn, as the official
+    ``LinearRegression``), or ridge on standardised features with the strength chosen on held-out training
+    identities (``stage.ridge_alphas``, ``stage.holdout_fraction``; :func:`fit_audio_map`). Audio driving (official
     Audio2Face notebook): v' = v_src + A(a) - A(a_src), then pose leakage removed: v = v' + f(p(v_src)) - f(p(v')).
 """
 
@@ -21,9 +23,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,6 +53,48 @@ class AudioCode(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features @ self.weight + self.bias
+
+
+def r2_score(pred: np.ndarray, target: np.ndarray, mean: np.ndarray) -> float:
+    """1 - SSE / SST, with SST about ``mean`` (the fit's training mean: a constant predictor scores 0)."""
+    return float(1.0 - ((pred - target) ** 2).sum() / max(((target - mean) ** 2).sum(), 1e-12))
+
+
+def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weight [F, C], bias [C]) of ``y ~ x @ weight + bias``: scikit-learn's ``LinearRegression`` for ``alpha`` 0
+    (the official fit), else ``Ridge(alpha)`` on features standardised with the fit data's mean and deviation,
+    folded back into the weight and bias."""
+    from sklearn.linear_model import LinearRegression, Ridge
+
+    if alpha == 0:
+        reg = LinearRegression().fit(x, y)
+        return reg.coef_.T, reg.intercept_
+    mu, sd = x.mean(0), x.std(0)
+    sd = np.where(sd > 1e-8, sd, 1.0)
+    reg = Ridge(alpha=alpha).fit((x - mu) / sd, y)
+    weight = reg.coef_.T / sd[:, None]
+    return weight, reg.intercept_ - mu @ weight
+
+
+def fit_audio_map(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: Sequence[float],
+                  holdout_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float, dict[float, float]]:
+    """The audio map's (weight, bias, chosen alpha, held-out R^2 per alpha). With several ``alphas`` and
+    ``holdout_fraction`` > 0, that fraction of the ``groups`` (identities; at least one, and one left to fit) is
+    held out, each alpha fitted on the rest and scored by R^2 on the held-out identities; the best is refitted on
+    everything. One alpha and no hold-out: that alpha, no score."""
+    alphas = [float(a) for a in alphas]
+    ids = np.unique(groups)
+    scores: dict[float, float] = {}
+    if holdout_fraction > 0 and len(ids) >= 2:
+        rng = np.random.default_rng(seed)
+        n_out = min(max(1, round(holdout_fraction * len(ids))), len(ids) - 1)
+        held = np.isin(groups, rng.permutation(ids)[:n_out])
+        for a in alphas:
+            w, b = ridge_fit(x[~held], y[~held], a)
+            scores[a] = r2_score(x[held] @ w + b, y[held], y[~held].mean(0))
+    best = max(scores, key=scores.get) if scores else alphas[0]
+    w, b = ridge_fit(x, y, best)
+    return w, b, best, scores
 
 
 def load_identity_network(path: str, factory: Callable[..., nn.Module]) -> nn.Module:
@@ -184,7 +229,8 @@ class X2FaceModule(SynthesisModule):
         self._require(batch, "driving_audio", "the audio_code stage needs audio")
         with torch.no_grad():
             v = self.net.driving.driving_vector(batch["driving"])
-        self._audio_pairs.append((batch["driving_audio"].detach().cpu(), v.cpu()))
+        ident = batch.get("identity", torch.zeros(len(v), dtype=torch.long))
+        self._audio_pairs.append((batch["driving_audio"].detach().cpu(), v.cpu(), torch.as_tensor(ident).cpu()))
         self.optimizers().step()  # a no-op (lr 0, no gradients): Lightning counts the step, so it checkpoints
         return None
 
@@ -195,24 +241,34 @@ class X2FaceModule(SynthesisModule):
 
     def on_train_epoch_end(self) -> None:
         if self.stage_spec.name == "audio_code" and self._audio_pairs:
-            self.fit_audio_code(torch.cat([a for a, _ in self._audio_pairs]),
-                                torch.cat([v for _, v in self._audio_pairs]))
+            self.fit_audio_code(*(torch.cat([p[i] for p in self._audio_pairs]) for i in range(3)))
             self._audio_pairs = []
 
-    def fit_audio_code(self, features: torch.Tensor, vectors: torch.Tensor) -> None:
-        """Least squares from audio features to driving vectors (scikit-learn ``LinearRegression``, as the
-        official ``linearregression_scaledTrue_7000.pkl``); gathered over DDP ranks first."""
+    def fit_audio_code(self, features: torch.Tensor, vectors: torch.Tensor,
+                       identities: torch.Tensor | None = None) -> dict[float, float]:
+        """The linear map from audio features to driving vectors (:func:`fit_audio_map`; ``stage.ridge_alphas``
+        [0.0] and ``stage.holdout_fraction`` 0 = the official least squares); gathered over DDP ranks first.
+        Returns the held-out R^2 per alpha (also logged)."""
+        if identities is None:
+            identities = torch.zeros(len(features), dtype=torch.long)
         if self.trainer is not None and self.trainer.world_size > 1:
-            features = self.all_gather(features.to(self.device)).flatten(0, 1).cpu()
-            vectors = self.all_gather(vectors.to(self.device)).flatten(0, 1).cpu()
-        from sklearn.linear_model import LinearRegression
-
-        reg = LinearRegression().fit(features.double().numpy(), vectors.double().numpy())
+            features, vectors, identities = (self.all_gather(t.to(self.device)).flatten(0, 1).cpu()
+                                             for t in (features, vectors, identities))
+        extra = self.stage_spec.extra
+        alphas = list(extra.get("ridge_alphas") or [0.0])
+        holdout = float(extra.get("holdout_fraction") or 0.0)
+        w, b, alpha, scores = fit_audio_map(features.double().numpy(), vectors.double().numpy(),
+                                            identities.numpy(), alphas, holdout)
         with torch.no_grad():
-            self.audio_code.weight.copy_(torch.from_numpy(reg.coef_.T).float())
-            self.audio_code.bias.copy_(torch.from_numpy(reg.intercept_).float())
+            self.audio_code.weight.copy_(torch.from_numpy(w).float())
+            self.audio_code.bias.copy_(torch.from_numpy(np.asarray(b)).float())
             self.audio_code.fitted.fill_(True)
-        log.info("audio_code: least squares on %d (audio, driving vector) pairs", len(features))
+        log.info("audio_code: alpha %g on %d (audio, driving vector) pairs; held-out R^2 per alpha: %s", alpha,
+                 len(features), {a: round(r, 3) for a, r in scores.items()})
+        if scores and self.trainer is not None:
+            self.log("train/audio_alpha", alpha, batch_size=1)
+            self.log("train/audio_holdout_r2", scores[alpha], batch_size=1)
+        return scores
 
     # --- driving vectors ------------------------------------------------------------------------------
     def vector_for_pose(self, source: torch.Tensor, pose_deg: torch.Tensor) -> torch.Tensor:

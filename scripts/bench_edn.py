@@ -95,7 +95,7 @@ def bench_transfer(device: str, frames: int) -> list[dict]:
             state = {"prev": None}
 
             def step(module=module, label=label, box=box, state=state) -> None:
-                state["prev"], _ = module.next_frame(label, state["prev"], box)
+                state["prev"] = module.next_frame(label, state["prev"], box)
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
 

@@ -1,5 +1,5 @@
 """Keypoints for Everybody Dance Now (Chan et al., ICCV 2019): OpenPose JSON I/O, format mappings, temporal
-smoothing and the source -> target pose normalisation of the paper (§3.1, official ``data_prep/graph_posenorm.py``).
+smoothing (the source -> target pose normalisation is in :mod:`datamodules.edn.posenorm`).
 
 A frame's pose is a :class:`FramePose`: ``body`` [K, 3] (x, y, confidence in pixels; K = 25 for BODY_25, 18 for
 COCO-18), and optionally ``face`` [F, 3] and ``hand_left`` / ``hand_right`` [21, 3]. A confidence of 0 means "not
@@ -36,6 +36,21 @@ MEDIAPIPE_33_TO_BODY_25: tuple[int | tuple[int, int], ...] = (
 # COCO-18 -> BODY_25: same first 8 joints; MidHip = mean of the hips; no feet (-1)
 COCO_18_TO_BODY_25: tuple[int | tuple[int, int], ...] = (
     0, 1, 2, 3, 4, 5, 6, 7, (8, 11), 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, -1, -1, -1, -1, -1, -1)
+
+# MediaPipe Face Mesh (468 points; 478 with refine_landmarks' irises) -> OpenPose's 70 face keypoints (the iBUG-68
+# layout plus two pupils). Points 0-67: the widely used Face Mesh <-> iBUG-68 correspondence (jaw 0-16 from the image's
+# left, brows 17-26, nose 27-35, eyes 36-47, outer lips 48-59, inner lips 60-67; the image-left eye is the subject's
+# right, Face Mesh's RIGHT_EYE). 68/69, the right and left pupils: the iris centres 468/473 when the mesh has them,
+# else the mean of that eye's six iBUG contour points.
+MEDIAPIPE_468_TO_FACE_70: tuple[int, ...] = (
+    162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389,   # 0-16 jaw
+    71, 63, 105, 66, 107, 336, 296, 334, 293, 301,                                       # 17-26 brows
+    168, 197, 5, 4, 75, 97, 2, 326, 305,                                                 # 27-35 nose
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,                           # 36-47 eyes
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,                                 # 48-59 outer lips
+    78, 82, 13, 312, 308, 317, 14, 87)                                                   # 60-67 inner lips
+MEDIAPIPE_IRIS_CENTRES = (468, 473)   # right, left (refine_landmarks=True meshes only)
+FACE_70_EYES = (tuple(range(36, 42)), tuple(range(42, 48)))   # right, left eye contours in the 70-point layout
 
 
 class KeypointError(ValueError):
@@ -104,6 +119,30 @@ def mediapipe33_to_body25(landmarks: np.ndarray, min_visibility: float = 0.0) ->
     pts = landmarks.copy()
     pts[pts[:, 2] <= min_visibility, 2] = 0.0
     return _map(pts, MEDIAPIPE_33_TO_BODY_25)
+
+
+def mediapipe468_to_face70(mesh: np.ndarray) -> np.ndarray:
+    """MediaPipe Face Mesh points [468 or 478, 3] (x, y in pixels, confidence) -> OpenPose face [70, 3]
+    (:data:`MEDIAPIPE_468_TO_FACE_70`; pupils from the irises or the eye contours)."""
+    mesh = np.asarray(mesh, dtype=np.float64)
+    if mesh.ndim != 2 or mesh.shape[1] != 3 or len(mesh) not in (468, 478):
+        raise KeypointError(f"Face Mesh points must be [468, 3] or [478, 3], got {mesh.shape}")
+    out = np.zeros((70, 3))
+    out[:68] = mesh[list(MEDIAPIPE_468_TO_FACE_70)]
+    for k, (iris, eye) in enumerate(zip(MEDIAPIPE_IRIS_CENTRES, FACE_70_EYES, strict=True)):
+        if len(mesh) == 478:
+            out[68 + k] = mesh[iris]
+        else:
+            contour = out[list(eye)]
+            out[68 + k] = [*contour[:, :2].mean(axis=0), contour[:, 2].min()]
+    return out
+
+
+def to_face70(face: np.ndarray | None) -> np.ndarray | None:
+    """A face as OpenPose's 70 points: 70 as is, a Face Mesh (468/478) mapped; other counts as is."""
+    if face is None or len(face) not in (468, 478):
+        return face
+    return mediapipe468_to_face70(face)
 
 
 def to_body25(points: np.ndarray) -> np.ndarray:
@@ -261,102 +300,3 @@ def smooth_poses(poses: list[FramePose], window: int = 7, mode: str = "median",
         for p, a in zip(out, smoothed, strict=True):
             setattr(p, name, a)
     return out
-
-
-# --- normalisation (paper §3.1; official graph_posenorm.py) ------------------------------------------------------
-@dataclass
-class SubjectStats:
-    """One video's ankle positions: ``close`` (largest ankle y), ``far`` (the far position), and the subject's
-    height at each (pixels)."""
-
-    close: float
-    far: float
-    height_close: float
-    height_far: float
-
-
-def subject_stats(heights: np.ndarray, ankles: np.ndarray, far_fraction: float = 0.5,
-                  window_fraction: float = 0.5, reset_fraction: float = 0.1) -> SubjectStats:
-    """Ankle statistics of one video (official ``graph_posenorm.py``):
-
-    * ``close`` = the largest ankle y; ``median`` = the median ankle y.
-    * ``far`` = the ankle y farthest above the median (smallest y) among those within
-      ``far_fraction * (close - median)`` of it (official ``--target_median_frac`` / ``--source_median_frac``, 0.5).
-    * ``height_close`` / ``height_far`` = the largest height among frames whose ankle y lies within
-      ``window_fraction * (close - far)`` of ``close`` / ``far`` (official: the same fraction, 0.5; at least the
-      nearest frame, e.g. when ``far`` is a median between two frames); when the tallest
-      frame overall is more than ``reset_fraction`` (10%) taller than ``height_close``, that height is used instead.
-    """
-    heights, ankles = np.asarray(heights, np.float64), np.asarray(ankles, np.float64)
-    if len(ankles) == 0:
-        raise KeypointError("no frame has both ankles and the head detected: the pose normalisation has nothing "
-                            "to measure")
-    close = float(ankles.max())
-    median = float(np.median(ankles))
-    above = median - ankles  # > 0 above (farther than) the median
-    ok = (above > 0) & (above < far_fraction * (close - median))
-    far = float(median - above[ok].max()) if ok.any() else median
-    span = window_fraction * (close - far)
-
-    def tallest_near(y: float) -> float:  # the window is never empty: the frame nearest to y is always in it
-        dist = np.abs(ankles - y)
-        return float(heights[dist <= max(span, dist.min())].max())
-
-    h_close, h_far = tallest_near(close), tallest_near(far)
-    if heights.max() - h_close > reset_fraction * heights.max():
-        h_close = float(heights.max())
-    return SubjectStats(close, far, h_close, h_far)
-
-
-@dataclass
-class Normalisation:
-    """Maps source poses into the target's framing: each frame gets a scale and a vertical translation,
-    interpolated linearly between the far and close positions (paper §3.1)."""
-
-    source: SubjectStats
-    target: SubjectStats
-    anchor_x: tuple[float, float] = (0.0, 0.0)   # (source x, target x) kept in place horizontally
-
-    @property
-    def scale_close(self) -> float:
-        return self.target.height_close / self.source.height_close
-
-    @property
-    def scale_far(self) -> float:
-        return self.target.height_far / self.source.height_far
-
-    def frame_transform(self, ankle_y: float) -> tuple[float, float]:
-        """(scale, target ankle y) of a source frame whose ankle y is ``ankle_y`` (official
-        ``calculate_translation``): p = (y - far_s) / (close_s - far_s); y' = far_t + p (close_t - far_t);
-        scale = scale_far + p (scale_close - scale_far)."""
-        s, t = self.source, self.target
-        p = (ankle_y - s.far) / (s.close - s.far) if s.close != s.far else 1.0
-        return self.scale_far + p * (self.scale_close - self.scale_far), t.far + p * (t.close - t.far)
-
-    def apply(self, pose: FramePose, ankle_y: float | None = None) -> tuple[FramePose, float, float]:
-        """The normalised pose, its scale and its vertical translation. The pose is scaled about its own ankle
-        point (x: ``anchor_x``) and moved so that its ankle lands at the interpolated target ankle y. A frame
-        without ankles uses ``ankle_y`` (the previous frame's, official ``lastdiff``/``lastscale``)."""
-        stats = pose_stats(pose.body)
-        y = stats[1] if stats is not None else ankle_y
-        if y is None:
-            raise KeypointError("a frame has no ankles and no previous frame to borrow them from")
-        scale, y_target = self.frame_transform(y)
-        ax_s, ax_t = self.anchor_x
-        offset = (ax_t - scale * ax_s, y_target - scale * y)
-        return pose.transformed(scale, offset), scale, y_target - y
-
-
-def fit_normalisation(source: list[FramePose | None], target: list[FramePose | None],
-                      source_width: float, target_width: float, far_fraction: float = 0.5) -> Normalisation:
-    """Statistics of both videos (frames without head and ankles ignored) -> :class:`Normalisation`; the source
-    frame's horizontal centre is kept at the target frame's centre."""
-    def stats(poses: list[FramePose | None], which: str) -> SubjectStats:
-        rows = [s for p in poses if p is not None and (s := pose_stats(p.body)) is not None]
-        if not rows:
-            raise KeypointError(f"no {which} frame has the head and both ankles detected; the normalisation needs "
-                                "full-body frames (check the keypoints, or pass normalize=false)")
-        h, a = np.array(rows).T
-        return subject_stats(h, a, far_fraction)
-
-    return Normalisation(stats(source, "source"), stats(target, "target"), (source_width / 2, target_width / 2))

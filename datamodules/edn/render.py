@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules.edn.keypoints import FramePose
+from datamodules.edn.keypoints import FramePose, head_point, to_face70
 
 # Official tables, written in OpenCV's BGR order as in renderopenpose.py; the label is saved after a BGR -> RGB
 # channel swap (``canvas[:, :, [2, 1, 0]]``), so the RGB colour is each triple reversed.
@@ -108,7 +108,7 @@ def render_pose(pose: FramePose, height: int, width: int, face: bool = True, han
         if body[i, 2] > 0 and body[j, 2] > 0:
             _limb(canvas, body[i, :2], body[j, :2], stick, colors[i])
     if face and pose.face is not None and len(pose.face):
-        pts = pose.face
+        pts = to_face70(pose.face)  # a Face Mesh (468/478 points) is drawn as OpenPose's 70
         if len(pts) == 70:  # OpenPose face: the official sparse points, if the face is confident enough
             pts = pts[FACE_SPARSE_70] if pts[:, 2].sum() / 70.0 >= FACE_THRESHOLD else pts[:0]
         for x, y, conf in pts:
@@ -127,15 +127,28 @@ def render_pose(pose: FramePose, height: int, width: int, face: bool = True, han
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
 
 
+FACE_NOSE_TIP_70 = 30
+
+
+def face_centre(face: np.ndarray | None) -> np.ndarray | None:
+    """The nose tip of a confident face (OpenPose's 70 points, or a Face Mesh mapped to them), else None."""
+    pts = to_face70(face)
+    if pts is None or len(pts) != 70 or pts[:, 2].sum() / 70.0 < FACE_THRESHOLD or pts[FACE_NOSE_TIP_70, 2] <= 0:
+        return None
+    return pts[FACE_NOSE_TIP_70, :2]
+
+
 def face_box(pose: FramePose | None, height: int, width: int, size: int | None = None) -> tuple[int, int, int]:
     """(top, left, size) of the square face crop: ``size`` = 128 * H / 512 by default (the paper's 128 px at
-    1024x512), centred on the nose (else the ears: official ``aveface``), clamped inside the image (official
-    ``makebox128``). No head detected: the box is centred at the top middle of the image."""
-    from datamodules.edn.keypoints import head_point
-
+    1024x512), clamped inside the image (official ``makebox128``). Centred on the face's nose tip (point 30 of
+    OpenPose's 70; a Face Mesh is mapped to them) when the face is confident (mean confidence over 70 >=
+    ``FACE_THRESHOLD``, as the renderer), else on the body's nose or ears (official ``aveface``). No head detected:
+    the box is centred at the top middle of the image."""
     s = int(round(128 * height / REFERENCE_HEIGHT)) if size is None else int(size)
     s = max(1, min(s, height, width))
-    head = head_point(pose.body) if pose is not None else None
+    head = face_centre(pose.face) if pose is not None else None
+    if head is None and pose is not None:
+        head = head_point(pose.body)
     cx, cy = (width / 2, s / 2) if head is None else (float(head[0]), float(head[1]))
     top = int(round(cy - s / 2))
     left = int(round(cx - s / 2))

@@ -1,7 +1,8 @@
 """A real pose estimator for Everybody Dance Now: MediaPipe Pose (``model_complexity=1``, bundled in mediapipe
-0.10.14: no download at run time) mapped to BODY_25, and MediaPipe Face Mesh for the face points (its 468 points
-are written as ``face_keypoints_2d``; OpenPose has 70 there: the renderer draws any count, the face box uses the
-body's nose and ears). An optional extra: ``pip install -e .[pose]``."""
+0.10.14: no download at run time) mapped to BODY_25, and MediaPipe Face Mesh for the face points, mapped from its
+468 points to OpenPose's 70 (:data:`datamodules.edn.keypoints.MEDIAPIPE_468_TO_FACE_70`) and written as
+``face_keypoints_2d``, so the renderer's sparse face points and the face box use them. An optional extra:
+``pip install -e .[pose]``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.edn.keypoints import FramePose, mediapipe33_to_body25
+from datamodules.edn.keypoints import FramePose, mediapipe33_to_body25, mediapipe468_to_face70
 
 POSE_EXTRA_HINT = ("pose extraction needs the optional 'pose' extra (MediaPipe 0.10.14, which bundles its models): "
                    "pip install -e .[pose]")
@@ -52,7 +53,8 @@ class PoseEstimator:
         if self.face is not None:
             mesh = self.face.process(frame)
             if mesh.multi_face_landmarks:
-                face = np.array([[p.x * w, p.y * h, 1.0] for p in mesh.multi_face_landmarks[0].landmark])
+                face = mediapipe468_to_face70(
+                    np.array([[p.x * w, p.y * h, 1.0] for p in mesh.multi_face_landmarks[0].landmark]))
         return FramePose(body, face=face)
 
     def close(self) -> None:

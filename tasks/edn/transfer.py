@@ -35,12 +35,12 @@ from datamodules.edn.datamodule import scale_pose, to_signed_tensor
 from datamodules.edn.keypoints import (
     FramePose,
     KeypointError,
-    fit_normalisation,
     keypoint_files,
     pose_stats,
     read_frame_pose,
     smooth_poses,
 )
+from datamodules.edn.posenorm import fit_normalisation
 from datamodules.edn.render import face_box, render_pose
 from datamodules.edn.synthetic import SUBJECTS, dance_sequence, render_photo
 from datamodules.edn.video import FrameSource
@@ -159,7 +159,8 @@ def transfer(cfg: DictConfig) -> dict[str, Any]:
                          float(cfg.task.min_confidence))
     tgt, tgt_size = target_poses(cfg, out)
     if bool(cfg.task.normalize):
-        norm = fit_normalisation(poses, tgt, src_size[1], tgt_size[1], float(cfg.task.far_fraction))
+        norm = fit_normalisation(poses, tgt, src_size[1], tgt_size[1], float(cfg.task.far_fraction),
+                                 float(cfg.task.window_fraction), float(cfg.task.reset_fraction), str(cfg.task.anchor))
         last_ankle = None
         normalised = []
         for p in poses:
@@ -193,7 +194,7 @@ def transfer(cfg: DictConfig) -> dict[str, Any]:
                 label = to_signed_tensor(label_img)[None].to(device)
                 box = torch.tensor([face_box(pose, *out)], device=device)
                 t0 = time.perf_counter()
-                previous, frame = module.next_frame(label, previous, box)
+                previous = frame = module.next_frame(label, previous, box)  # the refined frame conditions the next
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 model_s += time.perf_counter() - t0

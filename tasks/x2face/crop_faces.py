@@ -8,8 +8,12 @@ the most confident face's box made square around its centre and expanded ``task.
 outside the frame filled with black) and resized to ``task.size`` = 256. Frames without a face are skipped; a video
 with none stops with an error naming it. Written as ``<output>/<identity>/<video>/<frame:06d>.png``.
 
-MediaPipe is optional (``pip install mediapipe==0.10.14``; see ENVIRONMENT notes: it pins protobuf<5). Head poses for
-``pose.csv`` (a PnP fit of face-mesh landmarks) are not computed here.
+With ``task.head_pose=true`` (default) each video also gets ``pose.csv`` (``pitch,yaw,roll`` in degrees, one row per
+written frame) from MediaPipe Face Mesh on the full frame and a PnP fit to a fixed 3-D face
+(:mod:`tasks.x2face.headpose`), so that stage ``pose_code`` can learn its maps on real videos; frames where the mesh
+finds no face are skipped like frames without a detection.
+
+MediaPipe is optional (``pip install mediapipe==0.10.14``; see ENVIRONMENT notes: it pins protobuf<5).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from datamodules.files import atomic_path
+from datamodules.files import atomic_path, atomic_write_text
 from tasks.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,8 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 #: a detector: RGB uint8 [H, W, 3] -> (x0, y0, x1, y1) in pixels of the most confident face, or None
 Detector = Callable[[np.ndarray], "tuple[float, float, float, float] | None"]
+#: a head-pose estimator: RGB uint8 [H, W, 3] -> (pitch, yaw, roll) in degrees, or None
+PoseFn = Callable[[np.ndarray], "tuple[float, float, float] | None"]
 
 
 def square_box(box: tuple[float, float, float, float], expand: float = 1.6) -> tuple[int, int, int, int]:
@@ -96,13 +102,20 @@ def _frames(path: str) -> Iterator[np.ndarray]:
         raise ValueError(f"cannot decode video {path} at frame {index}: {err}; re-encode it or remove it") from err
 
 
-def crop_video(path: str, out_dir: str, detector: Detector, size: int = 256, expand: float = 1.6) -> int:
-    """Crop every frame of one video into ``out_dir``; returns the number of frames written."""
-    written = 0
+def crop_video(path: str, out_dir: str, detector: Detector, size: int = 256, expand: float = 1.6,
+               pose_fn: PoseFn | None = None) -> int:
+    """Crop every frame of one video into ``out_dir`` (with ``pose_fn``: and its head pose into ``pose.csv``);
+    returns the number of frames written."""
+    written, poses = 0, []
     for t, frame in enumerate(_frames(path)):
         box = detector(frame)
         if box is None:
             continue
+        if pose_fn is not None:
+            pose = pose_fn(frame)
+            if pose is None:
+                continue
+            poses.append(pose)
         crop = crop_square(frame, square_box(box, expand), size)
         os.makedirs(out_dir, exist_ok=True)
         with atomic_path(os.path.join(out_dir, f"{t:06d}.png"), keep_extension=True) as tmp:
@@ -111,15 +124,25 @@ def crop_video(path: str, out_dir: str, detector: Detector, size: int = 256, exp
     if written == 0:
         raise ValueError(f"no face found in any frame of {path}: check that the video shows a face (frontal, "
                          f"within ~2 m of the camera) or remove it from task.input")
+    if pose_fn is not None:
+        rows = "pitch,yaw,roll\n" + "".join(f"{p:.4f},{y:.4f},{r:.4f}\n" for p, y, r in poses)
+        atomic_write_text(os.path.join(out_dir, "pose.csv"), rows)
     return written
 
 
-def crop_faces(cfg: DictConfig, detector: Detector | None = None) -> dict[str, int]:
+def crop_faces(cfg: DictConfig, detector: Detector | None = None, pose_fn: PoseFn | None = None) -> dict[str, int]:
     task = cfg.task
     src, dst = str(task.input), str(task.output)
     if not os.path.isdir(src):
         raise ConfigError(f"task.input={src} is not a folder; pass a folder of <identity>/<video file or frames>")
     detector = detector or mediapipe_detector(float(task.min_confidence))
+    if bool(task.get("head_pose", True)) and pose_fn is None:
+        from tasks.x2face.headpose import MeshHeadPose
+
+        pose_fn = MeshHeadPose(video=True, min_confidence=float(task.min_confidence),
+                               backend=str(task.get("pnp_backend", "auto")))
+    elif not bool(task.get("head_pose", True)):
+        pose_fn = None
     counts: dict[str, int] = {}
     for ident in sorted(os.listdir(src)):
         ipath = os.path.join(src, ident)
@@ -131,7 +154,7 @@ def crop_faces(cfg: DictConfig, detector: Detector | None = None) -> dict[str, i
             if not (os.path.isdir(vpath) or ext.lower() in VIDEO_EXTENSIONS):
                 continue
             counts[f"{ident}/{name}"] = crop_video(vpath, os.path.join(dst, ident, name), detector,
-                                                   int(task.size), float(task.expand))
+                                                   int(task.size), float(task.expand), pose_fn)
     if not counts:
         raise ValueError(f"task.input={src} holds no <identity>/<video> ({', '.join(VIDEO_EXTENSIONS)} or a folder "
                          f"of frames)")

@@ -1,4 +1,4 @@
-"""Everybody Dance Now keypoints: OpenPose JSON, format mappings, smoothing, rendering and pose normalisation,
+"""Everybody Dance Now keypoints: OpenPose JSON, format mappings, smoothing and rendering,
 against hand-computed values."""
 
 from __future__ import annotations
@@ -9,17 +9,16 @@ import numpy as np
 import pytest
 
 from datamodules.edn.keypoints import (
+    MEDIAPIPE_468_TO_FACE_70,
     FramePose,
     KeypointError,
     coco18_to_body25,
-    fit_normalisation,
     mediapipe33_to_body25,
+    mediapipe468_to_face70,
     pick_person,
-    pose_stats,
     read_frame_pose,
     read_openpose_json,
     smooth_sequence,
-    subject_stats,
     write_openpose_json,
 )
 from datamodules.edn.render import face_box, render_pose
@@ -131,36 +130,37 @@ def test_face_box_is_clamped_at_the_borders() -> None:
     assert face_box(None, 64, 128) == (0, 56, 16)
 
 
-def _standing(ankle: float, height: float, x: float = 100.0) -> FramePose:
+def test_face_mesh_to_openpose_70_by_hand() -> None:
+    assert len(MEDIAPIPE_468_TO_FACE_70) == 68 and len(set(MEDIAPIPE_468_TO_FACE_70)) == 68
+    assert max(MEDIAPIPE_468_TO_FACE_70) < 468
+    mesh = np.stack([np.arange(468.0), 1000 + np.arange(468.0), np.full(468, 0.9)], axis=1)
+    face = mediapipe468_to_face70(mesh)
+    assert face.shape == (70, 3)
+    assert face[0].tolist() == [162, 1162, 0.9] and face[8].tolist() == [152, 1152, 0.9]   # jaw end, chin
+    assert face[30].tolist() == [4, 1004, 0.9] and face[62].tolist() == [13, 1013, 0.9]    # nose tip, inner lip
+    # no irises in a 468-point mesh: the pupils are the means of each eye's six contour points
+    assert face[68, :2].tolist() == pytest.approx([(33 + 160 + 158 + 133 + 153 + 144) / 6,
+                                                   1000 + (33 + 160 + 158 + 133 + 153 + 144) / 6])
+    assert face[69, 0] == pytest.approx((362 + 385 + 387 + 263 + 373 + 380) / 6)
+    # a refined 478-point mesh: the iris centres 468 (right) and 473 (left)
+    refined = np.concatenate([mesh, [[5000 + k, 6000 + k, 0.8] for k in range(10)]])
+    face = mediapipe468_to_face70(refined)
+    assert face[68].tolist() == [5000, 6000, 0.8] and face[69].tolist() == [5005, 6005, 0.8]
+    with pytest.raises(KeypointError, match=r"\[468, 3\] or \[478, 3\]"):
+        mediapipe468_to_face70(mesh[:100])
+
+
+def test_face_mesh_is_rendered_and_boxed_as_openpose_70() -> None:
     body = np.zeros((25, 3))
-    body[0] = [x, ankle - height, 1]        # nose straight above the mean ankle
-    body[11] = [x - 10, ankle, 1]           # right ankle
-    body[14] = [x + 10, ankle, 1]           # left ankle
-    return FramePose(body)
-
-
-def test_normalisation_by_hand() -> None:
-    # source: close = 400 (height 200), median 360; far = 345 (15 above the median < 0.5 * 40); window 27.5
-    src = [_standing(a, h) for a, h in zip([400, 345, 360, 360, 360], [200, 150, 170, 170, 170], strict=True)]
-    # target: close = 500 (height 300), median 450; far = 430 (20 < 0.5 * 50); window 35
-    tgt = [_standing(a, h) for a, h in zip([500, 430, 450, 450, 450], [300, 240, 260, 260, 260], strict=True)]
-    stats = subject_stats(*np.array([pose_stats(p.body) for p in src]).T)
-    assert (stats.close, stats.far, stats.height_close, stats.height_far) == (400, 345, 200, 170)
-    norm = fit_normalisation(src, tgt, 200, 200)
-    assert (norm.target.close, norm.target.far, norm.target.height_close, norm.target.height_far) == (500, 430, 300, 260)
-    assert norm.scale_close == 1.5 and norm.scale_far == pytest.approx(260 / 170)
-    out, scale, shift = norm.apply(_standing(345, 170))          # at the far position
-    assert scale == pytest.approx(260 / 170) and shift == pytest.approx(85)
-    assert pose_stats(out.body) == pytest.approx((260, 430))     # lands at the target's far ankle, its far height
-    out, scale, shift = norm.apply(_standing(400, 200))          # at the close position
-    assert (scale, shift) == pytest.approx((1.5, 100))
-    assert pose_stats(out.body) == pytest.approx((300, 500))
-    out, scale, shift = norm.apply(_standing(372.5, 180))        # halfway: linear interpolation
-    assert scale == pytest.approx((1.5 + 260 / 170) / 2) and shift == pytest.approx(465 - 372.5)
-    assert out.body[0, 0] == pytest.approx(100)                  # the centre column stays (x = width / 2)
-
-
-def test_normalisation_needs_full_body_frames() -> None:
-    body = np.zeros((25, 3))
-    with pytest.raises(KeypointError, match="no source frame has the head and both ankles"):
-        fit_normalisation([FramePose(body)], [_standing(400, 200)], 100, 100)
+    body[0] = [20, 10, 1]                                          # the body's nose
+    rng = np.random.default_rng(0)
+    mesh = np.concatenate([rng.uniform(30, 60, (468, 2)), np.ones((468, 1))], axis=1)
+    mesh[4] = [40, 30, 1]                                          # Face Mesh nose tip -> OpenPose point 30
+    as_mesh = render_pose(FramePose(body, face=mesh), 64, 128)
+    as_70 = render_pose(FramePose(body, face=mediapipe468_to_face70(mesh)), 64, 128)
+    assert np.array_equal(as_mesh, as_70)                          # a mesh is drawn as its 8 sparse points
+    assert (as_70 == 0).all(axis=2).sum() > 0                      # the face dots are drawn (black)
+    assert face_box(FramePose(body, face=mesh), 64, 128) == (22, 32, 16)   # centred on the nose tip (40, 30)
+    faint = mesh.copy()
+    faint[:, 2] = 0.1                                              # mean confidence < 0.2: the body's nose
+    assert face_box(FramePose(body, face=faint), 64, 128) == (2, 12, 16)

@@ -106,6 +106,19 @@ def test_face_stage_refines_only_the_face(chained) -> None:
     outside = diff[0, 0].clone()
     outside[top:top + s, left:left + s] = 0
     assert outside.sum() == 0 and diff[0, 0, top:top + s, left:left + s].sum() > 0
+    # the refined frame t (not the body frame) conditions frame t+1, as the official test_fullts.py does
+    with torch.no_grad():
+        lab1, box1 = batch["label"][:, 1], batch["face_box"][:, 1]
+        from_refined = module.refine_face(lab1, module.netG(lab1, out[:, 0]), box1)
+        from_body = module.refine_face(lab1, module.netG(lab1, body[:, 0]), box1)
+    assert torch.equal(out[:, 1], from_refined) and not torch.equal(out[:, 1], from_body)
+    # training: frame t+1's body depends on frame t's face residual (gradients reach it through the frozen body G)
+    module.train()
+    step = module.prepare_batch(batch)
+    params = list(module.faceG.parameters())
+    g0 = torch.autograd.grad(step["body"][:, 0].sum(), params, retain_graph=True, allow_unused=True)
+    g1 = torch.autograd.grad(step["body"][:, 1].sum(), params, allow_unused=True)
+    assert all(g is None or g.abs().sum() == 0 for g in g0) and any(g is not None and g.abs().sum() > 0 for g in g1)
 
 
 @pytest.mark.slow
@@ -128,3 +141,31 @@ def test_face_crop_not_fitting_the_face_generator_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="face crop is 5x5 px.*stride 2"):
         module.refine_face(frame, frame, torch.tensor([[0, 0, 5]]))
     assert module.refine_face(frame, frame, torch.tensor([[0, 0, 8]])).shape == frame.shape
+
+
+def test_local_stage_holds_g1_at_lr_0_then_trains_it_jointly() -> None:
+    """Official --niter_fix_global: G1 in G's optimizer at learning rate 0, then at G's rate (update_fixed_params)."""
+    cfg = _cfg("stage=local", "stage.requires_init=false", "stage.fix_global_epochs=1")
+    module = build_module(cfg)
+    batch = _batch(cfg)
+    (g_cfg, d_cfg) = module.configure_optimizers()
+    opt_g, sch = g_cfg["optimizer"], g_cfg["lr_scheduler"]["scheduler"]
+    g1 = [p for m in module.resolve_part("generator.global") for p in m.parameters()]
+    assert [g["lr"] for g in opt_g.param_groups] == [2e-4, 0.0]
+    assert {id(p) for p in opt_g.param_groups[1]["params"]} == {id(p) for p in g1}
+    others = [p for p in opt_g.param_groups[0]["params"]]
+    before_g1 = [p.detach().clone() for p in g1]
+    before_g2 = [p.detach().clone() for p in others]
+    module.gan_step(batch, opt_g, d_cfg["optimizer"])
+    assert all(torch.equal(a, p) for a, p in zip(before_g1, g1, strict=True))            # held still
+    assert any(not torch.equal(a, p) for a, p in zip(before_g2, others, strict=True))    # G2 learns
+    assert all(p.grad is not None for p in g1)                                           # but has gradients
+    assert module.release_global(opt_g, [sch]) and not module.release_global(opt_g, [sch])
+    assert opt_g.param_groups[1]["lr"] == 2e-4 and sch.base_lrs == [2e-4, 2e-4]
+    module.gan_step(batch, opt_g, d_cfg["optimizer"])
+    assert any(not torch.equal(a, p) for a, p in zip(before_g1, g1, strict=True))        # now joint
+    with pytest.raises(ValueError, match="fix_global_epochs=1 .*stage.frozen lists generator.global"):
+        build_module(_cfg("stage=local", "stage.requires_init=false", "stage.fix_global_epochs=1",
+                          "stage.frozen=[generator.global]"))
+    single = build_module(_cfg("stage=local", "stage.requires_init=false", "stage.fix_global_epochs=0"))
+    assert len(single.configure_optimizers()[0]["optimizer"].param_groups) == 1          # official default 0

@@ -301,3 +301,59 @@ def test_ddp_photometric_two_cpu_processes(tmp_path) -> None:
     (opt,) = after["optimizer_states"]
     assert len(opt["state"]) == len(opt["param_groups"][0]["params"])
     assert all(s.get("momentum_buffer") is not None for s in opt["state"].values())  # SGD stepped every parameter
+
+
+def test_face_id_trains_with_vgg_faces_sgd_recipe_thanks_to_he_init(tmp_path) -> None:
+    """model=face_id's optimizer is VGG-Face's (SGD, lr 1e-2, momentum 0.9, weight decay 5e-4); with He init it fits
+    a fixed batch, with PyTorch's default init the same recipe barely moves (the reason for the init key)."""
+    cfg = _cfg(tmp_path, "dataset.batch_size=8", "dataset.num_train=8", base=TINY_FACE_ID)
+    assert cfg.model.optimizer.lr == 1e-2 and cfg.model.optimizer.momentum == 0.9
+    assert cfg.model.optimizer.weight_decay == 5e-4 and cfg.model.networks.classifier.init == "kaiming"
+    batch = _batch(cfg, n=8)
+    final = {}
+    for init in ("kaiming", "default"):
+        torch.manual_seed(0)
+        cfg.model.networks.classifier.init = init
+        module = build_module(cfg)
+        opt = module.configure_optimizers()[0]["optimizer"]
+        assert isinstance(opt, torch.optim.SGD)
+        losses = []
+        for _ in range(40):
+            loss = module.loss_terms(batch)["cross_entropy"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+        final[init] = (losses[0], min(losses[-5:]))
+    # the best a network that ignores the image can do: the entropy of the batch's label frequencies
+    freq = torch.bincount(batch["label"]).float() / len(batch["label"])
+    prior = float(-(freq[freq > 0] * freq[freq > 0].log()).sum())
+    assert final["kaiming"][1] < 0.5 * prior                                 # He init: learns from the images
+    assert final["default"][1] > 0.95 * prior                                # default init: only the label prior
+
+
+def test_audio_map_ridge_with_held_out_identities() -> None:
+    """More features than frames: plain least squares (the official fit) over-fits; ridge chosen on held-out
+    identities predicts those identities better, and its standardisation folds back into one linear map."""
+    import numpy as np
+    from sklearn.linear_model import Ridge
+
+    from lightning_modules.x2face import fit_audio_map, r2_score, ridge_fit
+
+    rng = np.random.default_rng(0)
+    n, f = 80, 200
+    x = rng.normal(size=(n, f)) * rng.uniform(0.5, 3.0, f)
+    y = x[:, :3] @ np.array([[1.0, -0.5], [0.3, 0.8], [-0.7, 0.2]]) + 0.5 * rng.normal(size=(n, 2))
+    groups = np.repeat(np.arange(8), 10)                    # 8 identities, 10 frames each
+    w, b, alpha, scores = fit_audio_map(x, y, groups, [0.0, 10.0, 100.0, 1000.0], 0.25)
+    assert set(scores) == {0.0, 10.0, 100.0, 1000.0} and alpha > 0 and scores[alpha] > scores[0.0]
+    assert scores[alpha] == max(scores.values())
+    x_new = rng.normal(size=(200, f)) * x.std(0)
+    y_new = x_new[:, :3] @ np.array([[1.0, -0.5], [0.3, 0.8], [-0.7, 0.2]])
+    w0, b0 = ridge_fit(x, y, 0.0)
+    assert r2_score(x_new @ w + b, y_new, y.mean(0)) > r2_score(x_new @ w0 + b0, y_new, y.mean(0))
+    mu, sd = x.mean(0), x.std(0)                             # the fold-back equals Ridge on standardised inputs
+    ref = Ridge(alpha=alpha).fit((x - mu) / sd, y).predict((x_new - mu) / sd)
+    assert np.allclose(x_new @ w + b, ref, atol=1e-8)
+    w1, b1, a1, s1 = fit_audio_map(x, y, groups, [0.0], 0.0)  # the official setting: least squares, no hold-out
+    assert a1 == 0.0 and s1 == {} and np.allclose(w1, w0) and np.allclose(b1, b0)

@@ -104,10 +104,17 @@ def test_extract_poses_on_the_astronaut(tmp_path) -> None:
     result = extract_poses(cfg)
     assert result["with_person"] == 1
     pose = read_frame_pose(os.path.join(result["output"], "astronaut_keypoints.json"))
-    assert pose.format == "BODY_25" and pose.face is not None and len(pose.face) == 468
+    assert pose.format == "BODY_25" and pose.face is not None and len(pose.face) == 70   # OpenPose's 70 points
     nose, neck = pose.body[0], pose.body[1]
     assert nose[2] > 0.5 and neck[2] > 0.5 and nose[1] < neck[1]          # the head above the neck
     assert 150 < nose[0] < 300 and 50 < nose[1] < 200                     # the astronaut's face (512x512 photo)
+    face = pose.face
+    # the mapped face is laid out as OpenPose's: right pupil (68) left of the left pupil (69) in the image, nose tip
+    # (30) between and below them, chin (8) below the mouth (51-57), jaw ends (0, 16) outside the eyes
+    assert face[68, 0] < face[30, 0] < face[69, 0] and face[30, 1] > max(face[68, 1], face[69, 1])
+    assert face[8, 1] > face[57, 1] > face[51, 1] > face[30, 1]
+    assert face[0, 0] < face[36, 0] and face[16, 0] > face[45, 0]
+    assert np.hypot(*(face[30, :2] - nose[:2])) < 15                      # the face's nose tip is the body's nose
 
 
 @pytest.mark.skipif(not HAS_MEDIAPIPE, reason="needs the optional 'pose' extra: pip install -e .[pose]")

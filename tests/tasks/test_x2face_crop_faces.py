@@ -37,10 +37,17 @@ def test_crop_faces_layout_and_no_face_error(tmp_path) -> None:
     def detector(frame):  # a face in the middle of the first two frames only
         return (20.0, 10.0, 40.0, 30.0) if frame.mean() < 75 else None
 
+    def pose_fn(frame):  # a head pose for the first frame only: the second is skipped like a missed face
+        return (1.5, -20.25, 3.0) if frame.mean() < 25 else None
+
+    counts = crop_faces(cfg, detector=detector, pose_fn=pose_fn)
+    assert counts == {"alice/clip1": 1}
+    files = sorted((tmp_path / "out" / "alice" / "clip1").iterdir())
+    assert [f.name for f in files] == ["000000.png", "pose.csv"]
+    assert Image.open(files[0]).size == (32, 32)
+    assert files[1].read_text() == "pitch,yaw,roll\n1.5000,-20.2500,3.0000\n"
+    cfg.task.head_pose = False                     # no pose.csv, every detected frame
     counts = crop_faces(cfg, detector=detector)
     assert counts == {"alice/clip1": 2}
-    files = sorted((tmp_path / "out" / "alice" / "clip1").iterdir())
-    assert [f.name for f in files] == ["000000.png", "000001.png"]
-    assert Image.open(files[0]).size == (32, 32)
     with pytest.raises(ValueError, match="no face found in any frame of .*clip1"):
         crop_faces(cfg, detector=lambda frame: None)
