@@ -157,8 +157,9 @@ def _inference_settings(net: torch.nn.Module, call: Callable[[torch.nn.Module], 
 
     def variant(channels_last: bool = False, compiled: bool = False) -> torch.nn.Module:
         model = apply_speed(copy.deepcopy(net), channels_last=channels_last)
-        if compiled:
-            model.compile()
+        if compiled:  # LST's stylizer is called through stylize_with_code, not forward: compile its networks
+            for part in (model.children() if hasattr(model, "stylize_with_code") else [model]):
+                part.compile()
         return model
 
     cl = variant(channels_last=True)
