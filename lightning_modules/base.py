@@ -5,8 +5,10 @@ the training loop of a single-objective paper (``loss_terms`` -> sum -> log -> o
 and learning-rate schedules built from config factories, optional EMA of the generator, checkpoint metadata and
 frozen pretrained networks left out of checkpoints.
 
-``GANModule``: manual optimisation with one discriminator step then one generator step per batch
-(``discriminator_loss`` / ``generator_loss`` hooks return a dict of named, already weighted terms).
+``GANModule``: manual optimisation with one generator step and one discriminator step per batch, in the order
+``model.update_order`` names (``official``: every term from one forward with the current D, then G's step, then
+D's, as official pix2pixHD ``train.py``; ``d_first``: D's step, then G's terms against the updated D). The
+``discriminator_loss`` / ``generator_loss`` / ``gan_terms`` hooks return dicts of named, already weighted terms.
 
 The contract a paper's module implements (what stages, tasks and callbacks call):
 
@@ -313,13 +315,35 @@ class SynthesisModule(pl.LightningModule):
         return state
 
 
+#: ``model.update_order`` values: see :class:`GANModule`
+UPDATE_ORDERS = ("official", "d_first")
+
+
 class GANModule(SynthesisModule):
-    """Manual optimisation: a discriminator step, then a generator step, per batch."""
+    """Manual optimisation: one generator step and one discriminator step per batch.
+
+    ``update_order``:
+
+    * ``official`` (official pix2pixHD ``train.py``, which Everybody Dance Now's ``train_fullts.py`` keeps): one
+      forward computes every term with the current D (:meth:`gan_terms`); then ``loss_G`` backward and G's step,
+      then D's gradients are cleared, ``loss_D`` backward and D's step.
+    * ``d_first``: D's step on its terms, then G's terms against the updated D and G's step (each optimizer
+      toggled around its own terms).
+
+    Under fp16 mixed precision Lightning's precision plugin scales each backward and, at each optimizer's
+    ``step``, unscales that optimizer's gradients, skips its step on inf/NaN and updates the scale, so G and D are
+    scaled and skipped apart.
+    """
 
     def __init__(self, stage: Mapping[str, Any], optimizer: OptimizerFactory,
-                 scheduler: Mapping[str, Any] | None = None, ema: Mapping[str, Any] | None = None):
+                 scheduler: Mapping[str, Any] | None = None, ema: Mapping[str, Any] | None = None,
+                 update_order: str = "d_first"):
         super().__init__(stage, optimizer, scheduler, ema)
         self.automatic_optimization = False
+        if update_order not in UPDATE_ORDERS:
+            raise ValueError(f"model.update_order={update_order!r} is not a known order; use one of "
+                             f"{', '.join(UPDATE_ORDERS)} (official: G then D from one forward, as official pix2pixHD)")
+        self.update_order = update_order
 
     def generator_modules(self) -> list[nn.Module]:
         raise NotImplementedError
@@ -342,6 +366,11 @@ class GANModule(SynthesisModule):
         """G's step and, where D has trainable parameters, D's: what Lightning's global_step adds per batch."""
         return sum(1 for params in self.optimizer_parameters().values() if params) or 1
 
+    def gan_terms(self, step: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(D's terms, G's terms) from the current D, for the ``official`` order. Default: the two hooks in turn;
+        a paper whose objective shares D's pass on the real image (``ConditionalGANObjective.terms``) overrides it."""
+        return self.discriminator_loss(step), self.generator_loss(step)
+
     def optimizer_parameters(self) -> dict[str, list[nn.Parameter]]:
         """G's optimizer first, then D's (official pix2pixHD: two Adams with the same settings)."""
         return {"generator": self.trainable_parameters(self.generator_modules()),
@@ -360,19 +389,40 @@ class GANModule(SynthesisModule):
     def gan_step(self, batch: Mapping[str, Any], opt_g: Any, opt_d: Any,
                  backward: Callable[[torch.Tensor], None] | None = None,
                  toggle: bool = False) -> dict[str, torch.Tensor]:
-        """One discriminator step then one generator step on ``batch``; returns the detached loss terms.
+        """One generator and one discriminator step on ``batch`` in ``self.update_order``; returns the detached
+        loss terms.
 
-        Inside a Trainer, ``training_step`` passes ``manual_backward`` and toggles each optimizer's parameters;
-        outside one (benchmarks, notebooks, tests) plain ``loss.backward()`` is used.
+        Inside a Trainer, ``training_step`` passes ``manual_backward`` (precision scaling) and, for ``d_first``,
+        toggles each optimizer's parameters; outside one (benchmarks, notebooks, tests) plain ``loss.backward()`` is
+        used.
         """
         backward = backward or (lambda loss: loss.backward())
         step = self.prepare_batch(batch)
         logs: dict[str, torch.Tensor] = {}
-        if opt_d is not None:
-            self._optimizer_step(opt_d, self.discriminator_loss, step, backward, toggle, "loss_D", logs)
-        self._optimizer_step(opt_g, self.generator_loss, step, backward, toggle, "loss_G", logs)
+        if self.update_order == "official" and opt_d is not None:
+            self._official_steps(step, opt_g, opt_d, backward, logs)
+        else:
+            if opt_d is not None:
+                self._optimizer_step(opt_d, self.discriminator_loss, step, backward, toggle, "loss_D", logs)
+            self._optimizer_step(opt_g, self.generator_loss, step, backward, toggle, "loss_G", logs)
         self.update_ema()
         return logs
+
+    def _official_steps(self, step: dict[str, Any], opt_g: Any, opt_d: Any,
+                        backward: Callable[[torch.Tensor], None], logs: dict[str, torch.Tensor]) -> None:
+        """Official pix2pixHD ``train.py``: all terms from one forward, G's step, then D's. D's terms see only the
+        detached fake, so D's backward reaches no G parameter; whatever G's backward left in D's gradients is
+        cleared before D's backward."""
+        d_terms, g_terms = self.gan_terms(step)
+        loss_g, loss_d = self._total(g_terms), self._total(d_terms)
+        opt_g.zero_grad(set_to_none=True)
+        backward(loss_g)
+        opt_g.step()
+        opt_d.zero_grad(set_to_none=True)
+        backward(loss_d)
+        opt_d.step()
+        logs.update({k: v.detach() for k, v in {**d_terms, **g_terms}.items()})
+        logs["loss_D"], logs["loss_G"] = loss_d.detach(), loss_g.detach()
 
     def _optimizer_step(self, optimizer: Any, loss_terms: Callable[[dict[str, Any]], dict[str, torch.Tensor]],
                         step: dict[str, Any], backward: Callable[[torch.Tensor], None], toggle: bool,

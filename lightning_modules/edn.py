@@ -52,8 +52,9 @@ class EDNModule(GANModule):
 
     def __init__(self, networks: Mapping[str, Callable[..., nn.Module]], losses: Mapping[str, ObjectiveFactory],
                  stage: Mapping[str, Any], optimizer: OptimizerFactory, label_nc: int = 3,
-                 scheduler: Mapping[str, Any] | None = None, ema: Mapping[str, Any] | None = None) -> None:
-        super().__init__(stage, optimizer, scheduler, ema)
+                 scheduler: Mapping[str, Any] | None = None, ema: Mapping[str, Any] | None = None,
+                 update_order: str = "official") -> None:
+        super().__init__(stage, optimizer, scheduler, ema, update_order)
         self.label_nc = int(label_nc)
         which = str(self.stage_spec.extra.get("generator", "global"))
         if networks.get(which) is None:
@@ -202,6 +203,18 @@ class EDNModule(GANModule):
         terms.update(self.objectives["temporal"].generator_terms(
             self.netDT, self._stacked(lab), self._stacked(real), self._stacked(fake)))
         return terms
+
+    def gan_terms(self, step: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Official EDN ``train_fullts.py`` (pix2pixHD's order): every term from the current discriminators, one
+        pass of each on the real frames."""
+        if self.face_stage:
+            return self.objectives["face"].terms(self.faceD, step["label_crop"], step["real_crop"], step["fake_crop"])
+        lab, real, fake = step["label"], step["real"], step["fake"]
+        d_terms, g_terms = self.objectives["frame"].terms(self.netD, self._frames(lab), self._frames(real),
+                                                          self._frames(fake))
+        d_temporal, g_temporal = self.objectives["temporal"].terms(self.netDT, self._stacked(lab), self._stacked(real),
+                                                                   self._stacked(fake))
+        return {**d_terms, **d_temporal}, {**g_terms, **g_temporal}
 
     # --- the face ------------------------------------------------------------------------------------
     def _prepare_face(self, batch: Mapping[str, Any], label: torch.Tensor, real: torch.Tensor) -> dict[str, Any]:

@@ -55,8 +55,9 @@ class Pix2PixHDModule(GANModule):
         feat_num: int = 3,
         n_clusters: int = 10,
         ema: Mapping[str, Any] | None = None,
+        update_order: str = "official",
     ):
-        super().__init__(stage, optimizer, scheduler, ema)
+        super().__init__(stage, optimizer, scheduler, ema, update_order)
         self.label_nc = int(label_nc)
         self.use_instance = bool(use_instance)
         self.use_features = bool(use_features)
@@ -220,6 +221,10 @@ class Pix2PixHDModule(GANModule):
 
     def generator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
         return self.objective.generator_terms(self.netD, step["label_map"], step["real"], step["fake"])
+
+    def gan_terms(self, step: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Official ``Pix2PixHDModel.forward``: every term from the current D, one D pass on the real image."""
+        return self.objective.terms(self.netD, step["label_map"], step["real"], step["fake"])
 
     # --- summary -------------------------------------------------------------------------------------
     def summary_networks(self, h: int, w: int) -> list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]]:

@@ -11,11 +11,16 @@ The discriminator is called on ``cat([condition, image], dim=1)``: the condition
 conditions on (pix2pixHD: the label map and instance boundaries; Everybody Dance Now: poses, previous frames).
 One objective per discriminator: a paper with several (frame, temporal, face) builds several, with
 ``suffix`` naming their terms apart (``G_GAN_face``).
+
+Two ways to get the terms: :meth:`discriminator_terms` and :meth:`generator_terms` apart (the caller may step D
+in between), or :meth:`terms`, the official pix2pixHD ``Pix2PixHDModel.forward``: every term from the same D,
+with a single D pass on the real image whose output serves both D's loss and feature matching.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -79,3 +84,48 @@ class ConditionalGANObjective(nn.Module):
         if self.perceptual is not None:
             terms[f"G_VGG{s}"] = self.perceptual(fake, real)
         return terms
+
+    def terms(self, discriminator: Discriminator, condition: Tensor, real: Tensor,
+              fake: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """(D's terms, G's terms) from one state of D, as official pix2pixHD's ``forward`` computes them: D on the
+        detached fake, D on the real image (one pass: its prediction is ``D_real`` and its features, detached, are
+        feature matching's target), D on the fake for ``G_GAN`` and feature matching, then VGG.
+
+        D's parameters collect no gradient from the generator's pass (only ``fake`` does), so a backward of G's
+        total leaves nothing in D's gradients (official code zeroes them before D's backward; same update)."""
+        s = self.suffix
+        pred_fake_detached = self.discriminate(discriminator, condition, fake.detach())
+        pred_real = self.discriminate(discriminator, condition, real)
+        d_terms = {
+            f"D_fake{s}": 0.5 * self.adversarial(pred_fake_detached, False, for_discriminator=True),
+            f"D_real{s}": 0.5 * self.adversarial(pred_real, True, for_discriminator=True),
+        }
+        with parameters_frozen(discriminator):
+            pred_fake = self.discriminate(discriminator, condition, fake)
+        g_terms = {f"G_GAN{s}": self.adversarial(pred_fake, True, for_discriminator=False)}
+        if self.feature_matching is not None:
+            g_terms[f"G_GAN_Feat{s}"] = self.feature_matching(pred_fake, _detached(pred_real))
+        if self.perceptual is not None:
+            g_terms[f"G_VGG{s}"] = self.perceptual(fake, real)
+        return d_terms, g_terms
+
+
+def _detached(predictions: Any) -> Any:
+    """``predictions`` (a tensor or nested lists of tensors) with every tensor detached."""
+    if isinstance(predictions, Tensor):
+        return predictions.detach()
+    return [_detached(p) for p in predictions]
+
+
+@contextmanager
+def parameters_frozen(module: Any) -> Iterator[None]:
+    """Within the block, ``module``'s trainable parameters do not require grad (graphs built there route gradients to
+    their inputs only); afterwards the flags are as before. A non-Module callable is left alone."""
+    params = [p for p in module.parameters() if p.requires_grad] if isinstance(module, nn.Module) else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)

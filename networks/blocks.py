@@ -8,9 +8,25 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` whose backward always receives an NCHW-contiguous gradient.
+
+    PyTorch's CPU instance-norm backward (seen in 2.14) returns wrong input gradients for a batch of one when the
+    incoming gradient is channels-last, which it is as soon as the next conv's weights are (``speed.channels_last``;
+    pix2pixHD trains at batch 1). A hook makes that gradient contiguous first (a no-op for NCHW training).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if out.requires_grad:
+            out.register_hook(lambda grad: grad.contiguous())
+        return out
+
+
 _NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {
     # Official pix2pixHD uses InstanceNorm2d without learnable affine parameters.
-    "instance": functools.partial(nn.InstanceNorm2d, affine=False),
+    "instance": functools.partial(InstanceNorm2d, affine=False),
     "batch": functools.partial(nn.BatchNorm2d, affine=True),
     "none": lambda num_features: nn.Identity(),
 }

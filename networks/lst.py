@@ -120,6 +120,10 @@ class VGGEncoder(nn.Module):
     ImageNet normalisation unless a ``weights_path`` replaces it. ``weights_source`` says which happened.
     """
 
+    #: ReLU in place on each fresh conv output (as the official ``nn.ReLU(inplace=True)``; the returned features
+    #: are never written afterwards); False only to measure the lever (scripts/bench_speed.py)
+    inplace_activations: bool = True
+
     def __init__(
         self,
         level: str = "r41",
@@ -218,7 +222,7 @@ class VGGEncoder(nn.Module):
         for name, _, _, relu_name, pool, _ in self._layers[: last + 1]:
             if pool:
                 out = F.max_pool2d(out, kernel_size=2, stride=2)
-            out = F.relu(_reflect_conv(getattr(self, name), out))
+            out = F.relu(_reflect_conv(getattr(self, name), out), inplace=self.inplace_activations)
             if relu_name in wanted:
                 found[relu_name] = out
         if return_features is None:
@@ -235,6 +239,9 @@ class VGGDecoder(nn.Module):
     RGB conv starts small around mid-grey: PyTorch's default init halves the signal at each of the up to 9 layers,
     and stage ``decoder`` then spends its first thousands of steps just getting a signal through.
     """
+
+    #: ReLU in place on each fresh conv output (official ``nn.ReLU(inplace=True)``); False only to measure the lever
+    inplace_activations: bool = True
 
     def __init__(self, level: str = "r41", weights_path: str | None = None) -> None:
         super().__init__()
@@ -274,7 +281,7 @@ class VGGDecoder(nn.Module):
                 out = F.interpolate(out, scale_factor=2, mode="nearest")
             out = _reflect_conv(getattr(self, name), out)
             if i < last:
-                out = F.relu(out)
+                out = F.relu(out, inplace=self.inplace_activations)
         return out
 
 
@@ -294,9 +301,9 @@ class CovarianceMatrixNet(nn.Module):
         c = self.in_channels
         self.convs = nn.Sequential(
             nn.Conv2d(c, c // 2, 3, 1, 1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),  # on a fresh conv output: safe, as officially
             nn.Conv2d(c // 2, c // 4, 3, 1, 1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(c // 4, self.matrix_size, 3, 1, 1),
         )
         self.fc = nn.Linear(self.matrix_size**2, self.matrix_size**2)

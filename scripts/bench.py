@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """`make bench`: throughput and peak memory per model/stage, instance pooling vs a naive loop, and LST stylisation
 frames/s (r31/r41 at 256x256 and 512x512; scripts/bench_lst.py), and Everybody Dance Now's label rendering, transfer
-frames/s and pose extraction frames/s (scripts/bench_edn.py).
+frames/s and pose extraction frames/s (scripts/bench_edn.py), then the speed-up of each speed lever over plain fp32
+eager for pix2pixHD G inference, LST r41/r31 stylisation and a pix2pixHD training iteration (scripts/bench_speed.py;
+``--quick``, ``--compile``, ``--skip-speed``).
 
 Each training row runs in its own subprocess (so peak memory is that row's alone): it composes the real config
 (`size=demo` unless --size paper), builds the module and a fixed synthetic batch, and times full training steps
@@ -111,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-pool", action="store_true", help="skip the instance pooling benchmark")
     p.add_argument("--skip-lst", action="store_true", help="skip the LST stylisation frames/s benchmark")
     p.add_argument("--skip-edn", action="store_true", help="skip the EDN rendering/transfer/pose benchmarks")
+    p.add_argument("--skip-speed", action="store_true",
+                   help="skip the speed-ups over fp32 eager (scripts/bench_speed.py)")
+    p.add_argument("--quick", action="store_true", help="speed-ups: smaller sizes, fewer repeats")
+    p.add_argument("--compile", action="store_true", help="speed-ups: add torch.compile rows")
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(bench_one(args.one[0], args.one[1], args.size, args.batch, args.steps, args.device)))
@@ -150,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         import bench_edn
 
         bench_edn.main(["--device", args.device])
+    if not args.skip_speed:
+        sys.path.insert(0, str(REPO_ROOT / "scripts"))
+        import bench_speed
+
+        bench_speed.run(quick=args.quick, device=args.device, use_compile=args.compile)
     return 0
 
 

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from datamodules.files import atomic_path, atomic_write_text
 from lightning_modules.base import SynthesisModule
 from lightning_modules.callbacks import AtomicCheckpointIO, PreemptionCheckpoint, slurm_restart_count
+from lightning_modules.speed import apply_speed_config
 from lightning_modules.stages import StageError, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def build_module(cfg: DictConfig, for_inference: bool = False) -> SynthesisModul
             raise err.__cause__ from None
         raise
     module.run_config = resolved_config(cfg)
-    return module
+    return apply_speed_config(module, cfg.get("speed"))
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:

@@ -217,7 +217,7 @@ def load_stylizer(cfg: DictConfig, device: torch.device | str | None = None) -> 
 
 
 # ------------------------------------------------------------------------------------------- stylization
-@torch.no_grad()
+@torch.inference_mode()
 def style_codes(stylizer: LinearStylizer, styles: Sequence[torch.Tensor],
                 weights: Sequence[float] | None = None) -> list[StyleCode]:
     """One code per style image, or one mixed code when ``weights`` are given."""
@@ -227,7 +227,7 @@ def style_codes(stylizer: LinearStylizer, styles: Sequence[torch.Tensor],
     return [LinearStylizer.mix_codes(codes, weights)]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def stylize_one(stylizer: LinearStylizer, content: torch.Tensor, code: StyleCode, alpha: float = 1.0,
                 photoreal: tuple[int, float] | None = None) -> torch.Tensor:
     """[B, 3, H, W] content in [0, 1] -> stylised [B, 3, H, W] in [0, 1] (guided-filtered when ``photoreal``)."""
