@@ -342,7 +342,7 @@ class GANModule(SynthesisModule):
         self.automatic_optimization = False
         if update_order not in UPDATE_ORDERS:
             raise ValueError(f"model.update_order={update_order!r} is not a known order; use one of "
-                             f"{', '.join(UPDATE_ORDERS)} (official: G then D from one forward, as official pix2pixHD)")
+                             f"{', '.join(UPDATE_ORDERS)} (official: G's step then D's, every term from one forward)")
         self.update_order = update_order
 
     def generator_modules(self) -> list[nn.Module]:
