@@ -16,7 +16,6 @@ import sys
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
@@ -46,6 +45,8 @@ def main(cfg: DictConfig) -> Any:
         remove_unused_run_dir(cfg.paths.get("run_dir") if "paths" in cfg else None)
         fail(err, debug)
     link_latest(cfg)
+    import pytorch_lightning as pl  # here, not at the top: a config error above is shown without importing it (~10 s)
+
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = hydra.utils.get_method(cfg.task.fn)
     try:

@@ -12,12 +12,11 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from networks.official import not_a_checkpoint_hint
+if TYPE_CHECKING:  # torch is imported where it is used, so that start-up's stage check stays quick (run.py)
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +87,10 @@ def check_stage_start(spec: StageSpec) -> None:
 
 def read_checkpoint(path: str) -> dict[str, Any]:
     """torch.load a Lightning checkpoint with a clear error for a truncated or foreign file."""
+    import torch
+
+    from networks.official import not_a_checkpoint_hint
+
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any failure here means the file is unusable

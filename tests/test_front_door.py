@@ -170,3 +170,18 @@ def test_progress_bars_show_on_a_terminal_and_stay_quiet_otherwise(monkeypatch) 
         monkeypatch.setattr(sys, "stderr", stream)
         assert list(progress(range(5), "encoding", unit="batch")) == [0, 1, 2, 3, 4]
         assert ("encoding" in stream.getvalue() and "/5 [" in stream.getvalue()) == terminal
+
+
+@pytest.mark.parametrize("args", [["model=foo"], ["trainer.max_stepz=5"], ["stage=decoder"], ["stage=local"]],
+                         ids=lambda a: " ".join(a))
+def test_config_errors_come_before_torch_is_imported(args: list[str], tmp_path) -> None:
+    """Importing torch and Lightning takes most of the start-up (5-15 s here): a config error is shown first."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['run.py', *{args!r}, 'hydra.run.dir={tmp_path / 'run'}']\n"
+            "try:\n"
+            "    runpy.run_path('run.py', run_name='__main__')\n"
+            "except SystemExit as exit:\n"
+            "    print('exit', exit.code, 'torch' in sys.modules, 'pytorch_lightning' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert "exit 2 False False" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert len(_error_lines(proc.stderr)) == 1
