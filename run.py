@@ -36,6 +36,23 @@ register_resolvers()
 log = logging.getLogger("condsynth")
 
 
+def lightning_logs_to_stderr() -> None:
+    """What Lightning does when it is imported before logging is configured: its own INFO handler on stderr, not
+    propagated. run.py imports it only after the config checks (so config errors come in under a second), by
+    which time Hydra has configured logging; this keeps Lightning's lines (devices, DDP members, the model
+    summary) where they were."""
+    if logging.getLogger().hasHandlers():
+        return
+    for name in ("pytorch_lightning", "lightning_fabric"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(logging.StreamHandler())
+        logger.propagate = False
+
+
+lightning_logs_to_stderr()
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> Any:
     debug = debug_requested() or bool(cfg.get("debug"))

@@ -4,6 +4,7 @@
 window.StudioPanels.lst = function (root, panel) {
   const S = window.Studio, el = S.el, api = (p) => `/api/lst${p}`, info = panel.info;
   let styles = [], busy = false, dirty = false, webcam = null;
+  let issued = 0, applied = 0;  // upload order: a reply older than the newest one shown is stale (two uploads race)
 
   const contentFile = el("input", { type: "file", id: "lst-content-file", accept: "image/*" });
   const styleFile = el("input", { type: "file", id: "lst-style-file", accept: "image/*" });
@@ -62,17 +63,19 @@ window.StudioPanels.lst = function (root, panel) {
   async function send(path, file) {
     const form = new FormData();
     form.append("image", file);
-    return S.request("POST", api(path), form);
+    const seq = ++issued;
+    const summary = await S.request("POST", api(path), form);
+    if (seq > applied) { applied = seq; showStyles(summary); }  // else a newer reply already showed newer state
   }
   contentFile.addEventListener("change", async () => {
     if (!contentFile.files.length) return;
-    showStyles(await send("/content", contentFile.files[0]));
+    await send("/content", contentFile.files[0]);
     contentFile.dataset.loaded = "1";
     refresh();
   });
   styleFile.addEventListener("change", async () => {
     if (!styleFile.files.length) return;
-    showStyles(await send("/style", styleFile.files[0]));
+    await send("/style", styleFile.files[0]);
     styleFile.value = "";
     refresh();
   });

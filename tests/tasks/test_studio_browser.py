@@ -67,8 +67,8 @@ def _png_file(path: Path, seed: int) -> str:
 
 
 def _wait_version(page, selector: str, version: int) -> str:
-    page.wait_for_function(f"(document.querySelector('{selector}').dataset.version || '0') >= '{version}'",
-                           timeout=20000)
+    page.wait_for_function(f"+(document.querySelector('{selector}').dataset.version || 0) >= {version}",
+                           timeout=60000)
     return page.get_attribute(selector, "src")
 
 
@@ -153,7 +153,7 @@ def _drive(page, url: str, tmp_path: Path) -> None:
     slider = page.locator("#lst-alpha").bounding_box()
     page.mouse.click(slider["x"] + 0.1 * slider["width"], slider["y"] + slider["height"] / 2)
     assert float(page.input_value("#lst-alpha")) < 0.5
-    page.wait_for_function("document.querySelector('#lst-preview').dataset.version >= '2' && "
+    page.wait_for_function("+document.querySelector('#lst-preview').dataset.version >= 2 && "
                            "!document.querySelector('#lst-fps').textContent.startsWith('preview: –')", timeout=20000)
     page.wait_for_timeout(300)  # a preview may still be in flight for a later slider value
     low = _pixels(page.get_attribute("#lst-preview", "src"))
