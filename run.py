@@ -39,9 +39,9 @@ log = logging.getLogger("condsynth")
 def lightning_logs_to_stderr() -> None:
     """What Lightning does when it is imported before logging is configured: its own INFO handler on stderr, not
     propagated. run.py imports it only after the config checks (so config errors come in under a second), by
-    which time Hydra has configured logging; this keeps Lightning's lines (devices, DDP members, the model
-    summary) where they were."""
-    if logging.getLogger().hasHandlers():
+    which time Hydra (or a SLURM job's submitit) has configured logging; this keeps Lightning's lines (devices, DDP
+    members, the model summary) on stderr, where they were."""
+    if "pytorch_lightning" in sys.modules:  # imported already: it made its own choice
         return
     for name in ("pytorch_lightning", "lightning_fabric"):
         logger = logging.getLogger(name)
@@ -49,8 +49,6 @@ def lightning_logs_to_stderr() -> None:
         logger.addHandler(logging.StreamHandler())
         logger.propagate = False
 
-
-lightning_logs_to_stderr()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -62,6 +60,7 @@ def main(cfg: DictConfig) -> Any:
         remove_unused_run_dir(cfg.paths.get("run_dir") if "paths" in cfg else None)
         fail(err, debug)
     link_latest(cfg)
+    lightning_logs_to_stderr()  # in main: a SLURM job runs this function alone (submitit pickles it)
     import pytorch_lightning as pl  # here, not at the top: a config error above is shown without importing it (~10 s)
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
