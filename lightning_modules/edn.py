@@ -182,39 +182,38 @@ class EDNModule(GANModule):
         """[B, 2, C, H, W] -> [B, 2C, H, W] (t and t+1 along channels, for the temporal D)."""
         return x.reshape(x.shape[0], -1, *x.shape[3:])
 
-    def discriminator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def _discriminator_inputs(self, step: dict[str, Any]) -> list[tuple[Any, nn.Module, torch.Tensor, torch.Tensor,
+                                                                          torch.Tensor]]:
+        """Each discriminator with its objective and what it sees (label, real, fake): in stage face the face D on
+        the crops; otherwise the frame D on single frames and the temporal D on consecutive pairs."""
         if self.face_stage:
-            return self.objectives["face"].discriminator_terms(self.faceD, step["label_crop"], step["real_crop"],
-                                                              step["fake_crop"])
-        lab, real, fake = step["label"], step["real"], step["fake"]
-        terms = self.objectives["frame"].discriminator_terms(self.netD, self._frames(lab), self._frames(real),
-                                                              self._frames(fake))
-        terms.update(self.objectives["temporal"].discriminator_terms(
-            self.netDT, self._stacked(lab), self._stacked(real), self._stacked(fake)))
+            return [(self.objectives["face"], self.faceD, step["label_crop"], step["real_crop"], step["fake_crop"])]
+        views = (step["label"], step["real"], step["fake"])
+        return [(self.objectives["frame"], self.netD, *map(self._frames, views)),
+                (self.objectives["temporal"], self.netDT, *map(self._stacked, views))]
+
+    def discriminator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        for objective, net, *inputs in self._discriminator_inputs(step):
+            terms.update(objective.discriminator_terms(net, *inputs))
         return terms
 
     def generator_loss(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
-        if self.face_stage:
-            return self.objectives["face"].generator_terms(self.faceD, step["label_crop"], step["real_crop"],
-                                                          step["fake_crop"])
-        lab, real, fake = step["label"], step["real"], step["fake"]
-        terms = self.objectives["frame"].generator_terms(self.netD, self._frames(lab), self._frames(real),
-                                                          self._frames(fake))
-        terms.update(self.objectives["temporal"].generator_terms(
-            self.netDT, self._stacked(lab), self._stacked(real), self._stacked(fake)))
+        terms: dict[str, torch.Tensor] = {}
+        for objective, net, *inputs in self._discriminator_inputs(step):
+            terms.update(objective.generator_terms(net, *inputs))
         return terms
 
     def gan_terms(self, step: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Official EDN ``train_fullts.py`` (pix2pixHD's order): every term from the current discriminators, one
         pass of each on the real frames."""
-        if self.face_stage:
-            return self.objectives["face"].terms(self.faceD, step["label_crop"], step["real_crop"], step["fake_crop"])
-        lab, real, fake = step["label"], step["real"], step["fake"]
-        d_terms, g_terms = self.objectives["frame"].terms(self.netD, self._frames(lab), self._frames(real),
-                                                          self._frames(fake))
-        d_temporal, g_temporal = self.objectives["temporal"].terms(self.netDT, self._stacked(lab), self._stacked(real),
-                                                                   self._stacked(fake))
-        return {**d_terms, **d_temporal}, {**g_terms, **g_temporal}
+        d_terms: dict[str, torch.Tensor] = {}
+        g_terms: dict[str, torch.Tensor] = {}
+        for objective, net, *inputs in self._discriminator_inputs(step):
+            d, g = objective.terms(net, *inputs)
+            d_terms.update(d)
+            g_terms.update(g)
+        return d_terms, g_terms
 
     # --- the face ------------------------------------------------------------------------------------
     def _prepare_face(self, batch: Mapping[str, Any], label: torch.Tensor, real: torch.Tensor) -> dict[str, Any]:
