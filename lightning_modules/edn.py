@@ -143,7 +143,10 @@ class EDNModule(GANModule):
             return
         schedulers = self.lr_schedulers()
         schedulers = schedulers if isinstance(schedulers, list) else [] if schedulers is None else [schedulers]
-        if self.release_global(self._optimizers()[0], schedulers):
+        optimizer = self._optimizers()[0]
+        # Lightning's wrapper -> the torch optimizer that the schedulers hold (else their base rates stay 0)
+        optimizer = getattr(optimizer, "optimizer", optimizer)
+        if self.release_global(optimizer, schedulers):
             self.print(f"condsynth: epoch {self.current_epoch}: G1 joins the training (stage.fix_global_epochs="
                        f"{self.fix_global_epochs}, official --niter_fix_global)")
 

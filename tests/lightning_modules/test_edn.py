@@ -188,3 +188,15 @@ def test_face_stage_crops_both_frames_of_a_pair_with_frame_t_box() -> None:
     assert torch.equal(step["face_box"], boxes[:, 0])
     with pytest.raises(ValueError, match=r"face_box'\] must be \[B, 2, 3\]"):
         module.prepare_batch({"label": label, "image": image, "face_box": boxes[:, 0]})
+
+
+def test_local_stage_releases_g1_once_in_a_real_run(tmp_path, capsys) -> None:
+    """Through Lightning (its optimizer wrapper): G1 joins once, and the scheduler's base rate for G1 becomes G's, so
+    the epoch-end scheduler step does not put G1 back at learning rate 0."""
+    cfg = _cfg("stage=local", "stage.requires_init=false", "stage.fix_global_epochs=1", "trainer.max_epochs=3",
+               "trainer.limit_train_batches=1", "trainer.limit_val_batches=0", run_dir=tmp_path)
+    train(cfg)
+    assert capsys.readouterr().out.count("G1 joins the training") == 1
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    base = ckpt["lr_schedulers"][0]["base_lrs"]
+    assert base[1] == base[0] > 0
