@@ -142,7 +142,7 @@ class DanceVideoFrames:
         h, w = self.size
         if frame.shape[:2] == (h, w):
             return frame
-        return np.asarray(Image.fromarray(frame).resize((w, h), Image.BICUBIC))
+        return np.array(Image.fromarray(frame).resize((w, h), Image.BICUBIC))
 
     def frame(self, t: int) -> np.ndarray:
         """Frame ``t`` at the training size, read from disk now (the frame folder, or the video's frame cache)."""

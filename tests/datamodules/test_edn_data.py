@@ -128,6 +128,11 @@ def test_dance_video_reads_frames_lazily_from_a_frame_cache(tmp_path, monkeypatc
     rebuilt.setup("fit")
     assert (tmp_path / "elsewhere" / "clip.mp4.frames" / "32x64" / "frames.json").is_file()
     assert torch.equal(rebuilt.train_set[0]["image"][0], expected)
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(ValueError, match="cannot write the frame cache of dataset.frames=.*set dataset.frame_cache="):
+        EDNDataModule("dance_video", image_size=(32, 64), frames=video, keypoints=keypoints, num_val=1, num_test=1,
+                      size_multiple=8, frame_cache=str(not_a_folder)).setup("fit")
 
 
 def test_dance_video_bad_inputs(tmp_path) -> None:
