@@ -9,11 +9,12 @@ Pose -> video with a temporally coherent pix2pixHD (§3.2) and a face GAN (§3.3
   frames): the per-frame multiscale D on (x, y) for both frames, and the temporal multiscale D on
   (x_t, x_t1, y_t, y_t1) for real and (x_t, x_t1, f_t, f_t1) for fake.
 * **Face GAN** (stage ``face``, body generator frozen): a crop around the face (128 px at 1024x512, scaled with
-  the resolution, clamped at the borders; from the dataset's ``face_box``); the face generator adds a residual to
-  the generated crop given the pose crop; the face D sees (pose crop, face crop); its losses are the shared
-  objective with VGG on the face. The refined crop is pasted back into the frame, and that refined frame conditions
-  the next one, in training and at inference (official ``pix2pixHD_model_fullts.forward``/``inference`` and
-  ``test_fullts.py``: ``previous_cond = generated``).
+  the resolution, clamped at the borders; from the dataset's ``face_box``; in training frame t's box serves both
+  frames of a pair, as in the official training); the face generator adds a residual to the generated crop given
+  the pose crop; the face D sees (pose crop, face crop); its losses are the shared objective with VGG on the face.
+  The refined crop is pasted back into the frame, and that refined frame conditions the next one, in training and
+  at inference (official ``pix2pixHD_model_fullts.forward``/``inference`` and ``test_fullts.py``:
+  ``previous_cond = generated``).
 
 Stages (official carolineec/EverybodyDanceNow): ``global`` (G1, half resolution: 512x256 in the paper),
 ``local`` (the local enhancer at full resolution, G1 loaded; for the first ``stage.fix_global_epochs`` epochs G1 sits
@@ -142,7 +143,10 @@ class EDNModule(GANModule):
             return
         schedulers = self.lr_schedulers()
         schedulers = schedulers if isinstance(schedulers, list) else [] if schedulers is None else [schedulers]
-        if self.release_global(self._optimizers()[0], schedulers):
+        optimizer = self._optimizers()[0]
+        # Lightning's wrapper -> the torch optimizer that the schedulers hold (else their base rates stay 0)
+        optimizer = getattr(optimizer, "optimizer", optimizer)
+        if self.release_global(optimizer, schedulers):
             self.print(f"condsynth: epoch {self.current_epoch}: G1 joins the training (stage.fix_global_epochs="
                        f"{self.fix_global_epochs}, official --niter_fix_global)")
 
@@ -219,23 +223,34 @@ class EDNModule(GANModule):
     def _prepare_face(self, batch: Mapping[str, Any], label: torch.Tensor, real: torch.Tensor) -> dict[str, Any]:
         if "face_box" not in batch:
             raise ValueError("stage face needs batch['face_box'] (top, left, size per frame) from the datamodule")
-        boxes = batch["face_box"]
-        self.check_face_boxes(boxes[:, 0])
-        previous, bodies, label_crops, body_crops, fake_crops = None, [], [], [], []
+        box = self.pair_face_box(batch["face_box"])
+        self.check_face_boxes(box)
+        previous, bodies, label_crops, body_crops, fake_crops, real_crops = None, [], [], [], [], []
         for t in range(label.shape[1]):
             # frame t+1 is conditioned on the refined frame t (official forward: cat(next_label, I_0)); the frozen
             # body G passes the face G's gradient back from frame t+1 to frame t's residual
             with torch.no_grad() if previous is None else nullcontext():
                 body = self.netG(label[:, t], previous)
-            label_crops.append(crop_boxes(label[:, t], boxes[:, t]))
-            body_crops.append(crop_boxes(body, boxes[:, t]))
+            label_crops.append(crop_boxes(label[:, t], box))
+            body_crops.append(crop_boxes(body, box))
+            real_crops.append(crop_boxes(real[:, t], box))
             fake_crops.append(self.faceG(label_crops[-1], body_crops[-1]))
-            previous = paste_boxes(body, fake_crops[-1], boxes[:, t])
+            previous = paste_boxes(body, fake_crops[-1], box)
             bodies.append(body)
-        flat = boxes.transpose(0, 1).reshape(-1, 3)
         return {"label_crop": torch.cat(label_crops), "body_crop": torch.cat(body_crops),
-                "fake_crop": torch.cat(fake_crops), "real_crop": crop_boxes(self._frames(real), flat),
-                "body": torch.stack(bodies, dim=1)}
+                "fake_crop": torch.cat(fake_crops), "real_crop": torch.cat(real_crops),
+                "body": torch.stack(bodies, dim=1), "face_box": box}
+
+    @staticmethod
+    def pair_face_box(boxes: torch.Tensor) -> torch.Tensor:
+        """The one face box [B, 3] used for both frames of a training pair: frame t's. The official training reads
+        one ``face_coords`` per item (``aligned_dataset.py``: the facetext of ``index``, i.e. frame t) and crops
+        label, generated and real frames of t and t+1 with it (``pix2pixHD_model_fullts.forward``); inference
+        (``generate_pair``, ``task=transfer``) uses each frame's own box, as ``test_fullts.py`` does."""
+        if boxes.dim() != 3 or boxes.shape[1:] != (2, 3):
+            raise ValueError(f"batch['face_box'] must be [B, 2, 3] (top, left, size of each frame of a pair), got "
+                             f"{tuple(boxes.shape)}")
+        return boxes[:, 0]
 
     def check_face_boxes(self, boxes: torch.Tensor) -> None:
         """The face crop must pass the face generator: its size a multiple of that generator's stride."""

@@ -9,9 +9,11 @@ A sample: ``label`` [2, 3, H, W] (rendered keypoints, [-1, 1]), ``image`` [2, 3,
 * ``dance_video``: ``dataset.frames`` (a video file or a folder of frames) and ``dataset.keypoints`` (a folder of
   OpenPose JSON files, one per frame, in the same natural order). Frames whose JSON has no person, or whose
   person has no neck and no nose (nothing to anchor the label), are skipped and counted; a pair needs both
-  frames. Labels are rendered on the fly at the training size. A video file is decoded once at start-up (kept in
-  memory at the training size); for long videos pass a folder of frames, read lazily. The last ``num_test`` pairs
-  are the test split, the ``num_val`` before them the validation split.
+  frames. Labels are rendered on the fly at the training size. Frames are read from disk per item: a frame folder
+  as it is; a video file is decoded once, at the training size, into PNG files in
+  ``<dataset.frame_cache or the video's folder>/<video file name>.frames/<H>x<W>/`` (written atomically, reused
+  while the video is unchanged: :func:`datamodules.edn.video.cache_video_frames`), so no split holds the video in
+  memory. The last ``num_test`` pairs are the test split, the ``num_val`` before them the validation split.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from datamodules.base import BaseDataModule, check_count
 from datamodules.edn.keypoints import FramePose, KeypointError, keypoint_files, read_frame_pose, to_body25
 from datamodules.edn.render import face_box, render_pose
 from datamodules.edn.synthetic import SUBJECTS, DanceMotion, dance_pose, render_photo
-from datamodules.edn.video import FrameSource
+from datamodules.edn.video import FrameSource, cache_video_frames
 from datamodules.transforms import as_hw, stride_warning, training_size
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ class DanceVideoFrames:
     """A target video's usable frames and poses at one size (see the module docstring)."""
 
     def __init__(self, frames: str, keypoints: str, size: tuple[int, int], face: bool = True,
-                 hands: bool = True) -> None:
+                 hands: bool = True, frame_cache: str | None = None) -> None:
         self.source = FrameSource(frames, key="dataset.frames")
         self.json = keypoint_files(keypoints)
         if len(self.json) != len(self.source):
@@ -124,10 +126,15 @@ class DanceVideoFrames:
         if self.skipped:
             log.warning("dance_video: %d of %d frames have no usable pose and are skipped", self.skipped,
                         len(self.poses))
-        self._frames: list[np.ndarray] | None = None
         self._frame_size: tuple[int, int] | None = None
-        if not self.source.is_folder:  # decoded once, resized to the training size
-            self._frames = [self._resize(f) for f in self.source]
+        self.reader = self.source
+        if not self.source.is_folder:  # decoded once into a folder of frames at the training size, read per item
+            self.reader, self._frame_size = cache_video_frames(self.source, size, frame_cache)
+            if len(self.reader) != len(self.json):
+                raise KeypointError(
+                    f"dataset.frames={frames} decodes to {len(self.reader)} frames but dataset.keypoints={keypoints} "
+                    f"has {len(self.json)} JSON files; they must match one to one (re-run task=extract_poses on "
+                    "this video)")
         self.pairs = [t for t in range(len(self.poses) - 1) if usable(self.poses[t]) and usable(self.poses[t + 1])]
 
     def _resize(self, frame: np.ndarray) -> np.ndarray:
@@ -135,10 +142,14 @@ class DanceVideoFrames:
         h, w = self.size
         if frame.shape[:2] == (h, w):
             return frame
-        return np.asarray(Image.fromarray(frame).resize((w, h), Image.BICUBIC))
+        return np.array(Image.fromarray(frame).resize((w, h), Image.BICUBIC))
 
     def frame(self, t: int) -> np.ndarray:
-        return self._frames[t] if self._frames is not None else self._resize(self.source.read(t))
+        """Frame ``t`` at the training size, read from disk now (the frame folder, or the video's frame cache)."""
+        frame = self.reader.read(t)
+        if self.reader is self.source:
+            return self._resize(frame)
+        return frame
 
     def item(self, t: int) -> dict[str, Any]:
         images = [to_signed_tensor(self.frame(k)) for k in (t, t + 1)]
@@ -164,7 +175,8 @@ class EDNDataModule(BaseDataModule):
 
     def __init__(self, dataset: str = "synthetic_dance", image_size: tuple[int, int] = (128, 256),
                  scale: float = 1.0, size_multiple: int = 16, frames: str | None = None,
-                 keypoints: str | None = None, face: bool = True, hands: bool = True, subject: str = "target",
+                 keypoints: str | None = None, frame_cache: str | None = None, face: bool = True,
+                 hands: bool = True, subject: str = "target",
                  batch_size: int = 1, num_workers: int = 0, num_train: int | None = 256, num_val: int | None = 8,
                  num_test: int | None = 8, seed: int = 0) -> None:
         real = dataset != "synthetic_dance"
@@ -184,7 +196,7 @@ class EDNDataModule(BaseDataModule):
         self.train_size = training_size(self.image_size, float(scale), int(size_multiple))
         if self.train_size != scaled:
             log.warning(stride_warning(scaled, int(size_multiple), self.train_size))
-        self.frames_path, self.keypoints_path = frames, keypoints
+        self.frames_path, self.keypoints_path, self.frame_cache = frames, keypoints, frame_cache
         self.face, self.hands, self.subject = bool(face), bool(hands), subject
         self._video: DanceVideoFrames | None = None
         if not real:
@@ -196,7 +208,7 @@ class EDNDataModule(BaseDataModule):
     def video(self) -> DanceVideoFrames:
         if self._video is None:
             self._video = DanceVideoFrames(self.frames_path, self.keypoints_path, self.train_size, self.face,
-                                           self.hands)
+                                           self.hands, self.frame_cache)
         return self._video
 
     def setup(self, stage: str | None = None) -> None:

@@ -3,7 +3,9 @@
 * ``pose_distance``: the paper's pose metric (§5.1): the same pose estimator (MediaPipe, the ``pose`` extra) runs
   on each generated frame; the mean distance in pixels between its keypoints and the input pose, over the joints
   both have (confidence above ``min_confidence``). ``pose_distance_real`` is the same on the real frames (the
-  estimator's own error on this data: the floor). Skipped, with the reason, without the extra.
+  estimator's own error on this data: the floor). ``pose_detected`` (``_real``): the fraction of frames in which
+  the estimator found a person at all (the distances average over those frames only). Skipped, with the reason,
+  without the extra.
 * ``temporal_stability``: mean |f_t+1 - f_t| of consecutive generated frames minus the same of the real frames
   ([0, 1] units; 0 = as much frame-to-frame change as the real video, > 0 = flicker).
 * ``baseline_*``: the same for "copy the nearest training frame": each test pose's nearest training pose (mean
@@ -80,10 +82,15 @@ class EDNTestMetrics:
         if self.estimator is None:
             return
         for i in range(pair.shape[0]):
-            found = self.estimator(_uint8(pair[i, 1]))
-            if found is not None:
-                self._add(f"{prefix}pose_distance", *pose_distance(found.body, poses[i, 1].cpu().numpy(),
-                                                                   self.min_confidence))
+            self._estimate(prefix, "", pair[i, 1], poses[i, 1])
+
+    def _estimate(self, prefix: str, suffix: str, frame: torch.Tensor, pose: torch.Tensor) -> None:
+        """MediaPipe on one [3, H, W] frame in [0, 1]: whether it finds a person, and its distance to ``pose``."""
+        found = self.estimator(_uint8(frame))
+        self._add(f"{prefix}pose_detected{suffix}", float(found is not None), 1)
+        if found is not None:
+            self._add(f"{prefix}pose_distance{suffix}", *pose_distance(found.body, pose.cpu().numpy(),
+                                                                       self.min_confidence))
 
     @torch.no_grad()
     def update(self, batch: dict[str, Any], fake: torch.Tensor, real: torch.Tensor) -> None:
@@ -92,10 +99,7 @@ class EDNTestMetrics:
         self._figures("", pair, real_pair, batch["pose"])
         if self.estimator is not None:
             for i in range(real_pair.shape[0]):
-                found = self.estimator(_uint8(real_pair[i, 1]))
-                if found is not None:
-                    self._add("pose_distance_real", *pose_distance(found.body, batch["pose"][i, 1].cpu().numpy(),
-                                                                   self.min_confidence))
+                self._estimate("", "_real", real_pair[i, 1], batch["pose"][i, 1])
         if self.baseline:
             poses, frames = self.bank()
             picks = [[nearest_pose(batch["pose"][i, t].cpu().numpy(), poses, self.min_confidence) for t in (0, 1)]

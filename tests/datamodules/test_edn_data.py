@@ -3,6 +3,8 @@ or video + OpenPose JSON folder) skips frames without a person and names every b
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -71,6 +73,68 @@ def test_dance_video_from_a_video_file(tmp_path) -> None:
     assert len(dm.video().pairs) == 4 and dm.train_set[0]["image"].shape == (2, 3, 32, 64)
 
 
+def _arrays(obj, seen=None) -> int:
+    """How many numpy/torch image arrays (ndim >= 3) ``obj`` holds in its attributes, lists and dicts."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray | torch.Tensor):
+        return int(obj.ndim >= 3)
+    if isinstance(obj, dict):
+        return sum(_arrays(v, seen) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_arrays(v, seen) for v in obj)
+    if hasattr(obj, "__dict__") and type(obj).__module__.startswith("datamodules"):
+        return _arrays(vars(obj), seen)
+    return 0
+
+
+def test_dance_video_reads_frames_lazily_from_a_frame_cache(tmp_path, monkeypatch) -> None:
+    """A video is decoded once into <video>.frames/<H>x<W>/ and each item reads its two frames from there: the
+    dataset holds no frame arrays, and a frame changed on disk is what the next item returns."""
+    video, keypoints = _write_clip(tmp_path, n=5, video=True)
+    dm = EDNDataModule("dance_video", image_size=(32, 64), frames=video, keypoints=keypoints, num_val=1,
+                       num_test=1, size_multiple=8)
+    dm.setup("fit")
+    cache = tmp_path / "clip.mp4.frames" / "32x64"
+    assert sorted(p.name for p in cache.iterdir()) == [f"frame{i:06d}.png" for i in range(5)] + ["frames.json"]
+    assert not [p for p in cache.parent.iterdir() if p.name.startswith(".")]     # no partial folder left
+    assert _arrays(dm) == 0                                                      # nothing decoded is kept
+    first = np.array(Image.open(cache / "frame000000.png"))
+    assert first.shape == (32, 64, 3)
+    expected = torch.from_numpy(first).permute(2, 0, 1).float() / 127.5 - 1
+    assert torch.equal(dm.train_set[0]["image"][0], expected)
+    Image.fromarray(np.zeros_like(first)).save(cache / "frame000000.png")      # read again on the next access
+    assert torch.equal(dm.train_set[0]["image"][0], torch.full_like(expected, -1.0))
+    assert dm.video()._frame_size == (64, 128)                                  # the video's own size scales poses
+
+    # a second datamodule reuses the cache without decoding; a changed video is decoded again
+    import datamodules.edn.video as video_mod
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(video_mod, "_decode_into", no_decode)
+    again = EDNDataModule("dance_video", image_size=(32, 64), frames=video, keypoints=keypoints, num_val=1,
+                          num_test=1, size_multiple=8)
+    again.setup("fit")
+    assert torch.equal(again.train_set[0]["image"][0], torch.full_like(expected, -1.0))
+    monkeypatch.undo()
+    stat = os.stat(video)
+    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    rebuilt = EDNDataModule("dance_video", image_size=(32, 64), frames=video, keypoints=keypoints, num_val=1,
+                            num_test=1, size_multiple=8, frame_cache=str(tmp_path / "elsewhere"))
+    rebuilt.setup("fit")
+    assert (tmp_path / "elsewhere" / "clip.mp4.frames" / "32x64" / "frames.json").is_file()
+    assert torch.equal(rebuilt.train_set[0]["image"][0], expected)
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(ValueError, match="cannot write the frame cache of dataset.frames=.*set dataset.frame_cache="):
+        EDNDataModule("dance_video", image_size=(32, 64), frames=video, keypoints=keypoints, num_val=1, num_test=1,
+                      size_multiple=8, frame_cache=str(not_a_folder)).setup("fit")
+
+
 def test_dance_video_bad_inputs(tmp_path) -> None:
     frames, keypoints = _write_clip(tmp_path, n=4, json_count=3)
     with pytest.raises(KeypointError, match="has 4 frames but dataset.keypoints=.* has 3 JSON files"):
@@ -82,6 +146,10 @@ def test_dance_video_bad_inputs(tmp_path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match="empty.mp4 is an empty \\(0-byte\\) file"):
         EDNDataModule("dance_video", image_size=(32, 64), frames=str(empty), keypoints=keypoints).setup("fit")
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"not a video" * 100)
+    with pytest.raises(ValueError, match="cannot open video dataset.frames=.*corrupt.mp4"):
+        EDNDataModule("dance_video", image_size=(32, 64), frames=str(corrupt), keypoints=keypoints).setup("fit")
     nobody = tmp_path / "nobody"
     for i in range(4):
         write_openpose_json(str(nobody / f"f{i}_keypoints.json"), [])

@@ -169,3 +169,34 @@ def test_local_stage_holds_g1_at_lr_0_then_trains_it_jointly() -> None:
                           "stage.frozen=[generator.global]"))
     single = build_module(_cfg("stage=local", "stage.requires_init=false", "stage.fix_global_epochs=0"))
     assert len(single.configure_optimizers()[0]["optimizer"].param_groups) == 1          # official default 0
+
+
+def test_face_stage_crops_both_frames_of_a_pair_with_frame_t_box() -> None:
+    """Official training (aligned_dataset.py + pix2pixHD_model_fullts.forward): one face box per item, frame t's,
+    crops the labels, generated and real frames of t and t+1 alike."""
+    module = build_module(_cfg("stage=face"), for_inference=True)
+    gen = torch.Generator().manual_seed(0)
+    label = torch.rand(1, 2, 3, 32, 64, generator=gen) * 2 - 1
+    image = torch.rand(1, 2, 3, 32, 64, generator=gen) * 2 - 1
+    boxes = torch.tensor([[[2, 4, 8], [20, 50, 8]]])   # frame t+1's own box is elsewhere
+    with torch.no_grad():
+        step = module.prepare_batch({"label": label, "image": image, "face_box": boxes})
+    for t in range(2):   # crops are [t-batch, t+1-batch]
+        assert torch.equal(step["label_crop"][t], label[0, t, :, 2:10, 4:12])
+        assert torch.equal(step["real_crop"][t], image[0, t, :, 2:10, 4:12])
+        assert torch.equal(step["body_crop"][t], step["body"][0, t, :, 2:10, 4:12])
+    assert torch.equal(step["face_box"], boxes[:, 0])
+    with pytest.raises(ValueError, match=r"face_box'\] must be \[B, 2, 3\]"):
+        module.prepare_batch({"label": label, "image": image, "face_box": boxes[:, 0]})
+
+
+def test_local_stage_releases_g1_once_in_a_real_run(tmp_path, capsys) -> None:
+    """Through Lightning (its optimizer wrapper): G1 joins once, and the scheduler's base rate for G1 becomes G's, so
+    the epoch-end scheduler step does not put G1 back at learning rate 0."""
+    cfg = _cfg("stage=local", "stage.requires_init=false", "stage.fix_global_epochs=1", "trainer.max_epochs=3",
+               "trainer.limit_train_batches=1", "trainer.limit_val_batches=0", run_dir=tmp_path)
+    train(cfg)
+    assert capsys.readouterr().out.count("G1 joins the training") == 1
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    base = ckpt["lr_schedulers"][0]["base_lrs"]
+    assert base[1] == base[0] > 0

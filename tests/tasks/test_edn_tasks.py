@@ -156,4 +156,6 @@ def test_task_test_reports_the_edn_figures(global_ckpt, tmp_path) -> None:
     report = json.load(open(tmp_path / "metrics.json"))
     if not HAS_MEDIAPIPE:
         assert "pip install -e .[pose]" in report["skipped"]["pose_distance"]
+    else:   # the share of frames where MediaPipe found a person, for the generated and the real frames
+        assert 0 <= values["pose_detected"] <= 1 and 0 <= values["pose_detected_real"] <= 1
     assert "temporal_stability" in open(tmp_path / "metrics.md").read()
