@@ -87,7 +87,9 @@ class UNet(nn.Module):
             else:
                 down = [nn.LeakyReLU(0.2, inplace=False), conv, nn.BatchNorm2d(inner)]
             up_in = inner * 2 if (self.skips and k < self.depth - 1) else inner
-            up: list[nn.Module] = [nn.ReLU(inplace=True),
+            # in place except on the bottleneck: the official in-place ReLU there also rectifies the bottleneck it
+            # returns (and would overwrite a driving vector given to flow_from_vector); ours returns the conv output
+            up: list[nn.Module] = [nn.ReLU(inplace=k < self.depth - 1),
                                    nn.Upsample(scale_factor=2, mode="bilinear", align_corners=self.align_corners),
                                    nn.Conv2d(up_in, outer_out, 3, stride=1, padding=1, bias=False)]
             if k > 0:
@@ -161,11 +163,14 @@ class DrivingNet(UNet):
 def identity_grid(b: int, h: int, w: int, device: torch.device | None = None,
                   dtype: torch.dtype | None = None) -> Tensor:
     """[B, H, W, 2] sampling grid of the identity warp: x = linspace(-1, 1, W), y = linspace(-1, 1, H) (official:
-    ``np.meshgrid(linspace(-1,1,size))``, the pixel centres under align_corners=True)."""
-    ys = torch.linspace(-1, 1, h, device=device, dtype=dtype)
-    xs = torch.linspace(-1, 1, w, device=device, dtype=dtype)
+    ``np.meshgrid(linspace(-1,1,size))``, the pixel centres under align_corners=True). Computed in float64 and then
+    rounded, as the official float64 NumPy grid: a float32 ``linspace`` is off by an ulp at some pixels, which a
+    256-pixel grid_sample turns into ~1e-5 differences in the generated frame."""
+    ys = torch.linspace(-1, 1, h, device=device, dtype=torch.float64)
+    xs = torch.linspace(-1, 1, w, device=device, dtype=torch.float64)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([gx, gy], dim=-1).unsqueeze(0).expand(b, h, w, 2)
+    grid = torch.stack([gx, gy], dim=-1).to(dtype or torch.get_default_dtype())
+    return grid.unsqueeze(0).expand(b, h, w, 2)
 
 
 def warp(image: Tensor, flow: Tensor, align_corners: bool = True) -> Tensor:
@@ -193,8 +198,13 @@ class X2Face(nn.Module):
         if isinstance(sources, Tensor):
             sources = [sources] if sources.dim() == 4 else list(sources.unbind(1))
         b = sources[0].shape[0]
-        stacked = torch.cat(list(sources), 0)  # one pass for every source frame
-        out = self.embedding(stacked)[0]
+        stacked = torch.cat(list(sources), 0)
+        if self.training and len(sources) > 1:
+            # the official code runs the embedding network once per source: in training, batch norm then normalises
+            # each source's batch with its own statistics (and updates the running ones once per source)
+            out = torch.cat([self.embedding(s)[0] for s in sources], 0)
+        else:  # eval mode: one pass for every source frame gives the same result
+            out = self.embedding(stacked)[0]
         warped = warp(stacked, out[:, :2], self.align_corners)
         conf = out[:, 2:3].exp() + 0.1
         k = len(sources)
@@ -250,12 +260,17 @@ def ours_to_official(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def load_official(model: X2Face, path: str) -> None:
     """Load an official ``x2face_model.pth`` (``{"state_dict": ...}`` or a bare state dict) into ``model``
-    strictly: every weight of both networks must be in the file with the same shape."""
+    strictly: every weight of both networks must be in the file with the same shape (batch-norm
+    ``num_batches_tracked`` counters, which files of PyTorch < 0.4.1 lack, are set to 0 when absent)."""
     state = read_state_dict(path, "X2Face (official x2face_model.pth)")
     if "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     ours = official_to_ours(state)
     target = model.state_dict()
+    # PyTorch < 0.4.1 (the released weights) saved no batch-norm step counter; it only matters with momentum=None
+    for key in target:
+        if key.endswith(".num_batches_tracked") and key not in ours:
+            ours[key] = torch.zeros_like(target[key])
     missing = sorted(set(target) - set(ours))
     bad = sorted(k for k in ours if k in target and ours[k].shape != target[k].shape)
     unknown = sorted(set(ours) - set(target))

@@ -303,10 +303,22 @@ def test_ddp_photometric_two_cpu_processes(tmp_path) -> None:
     assert all(s.get("momentum_buffer") is not None for s in opt["state"].values())  # SGD stepped every parameter
 
 
+def test_face_id_demo_optimizer_is_adam_without_sgds_arguments(tmp_path) -> None:
+    """size=demo replaces (not merges) model.optimizer by Adam 1e-3: no momentum or weight decay left over from the
+    paper's SGD recipe, and model.optimizer.lr= still overrides it."""
+    for extra, lr in (((), 1e-3), (("model.optimizer.lr=3e-4",), 3e-4)):
+        cfg = _cfg(tmp_path, *extra, base=TINY_FACE_ID)
+        assert dict(cfg.model.optimizer) == {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr}
+        opt = build_module(cfg).configure_optimizers()[0]["optimizer"]
+        assert isinstance(opt, torch.optim.Adam) and opt.defaults["lr"] == lr and opt.defaults["weight_decay"] == 0
+
+
 def test_face_id_trains_with_vgg_faces_sgd_recipe_thanks_to_he_init(tmp_path) -> None:
-    """model=face_id's optimizer is VGG-Face's (SGD, lr 1e-2, momentum 0.9, weight decay 5e-4); with He init it fits
-    a fixed batch, with PyTorch's default init the same recipe barely moves (the reason for the init key)."""
-    cfg = _cfg(tmp_path, "dataset.batch_size=8", "dataset.num_train=8", base=TINY_FACE_ID)
+    """model=face_id's optimizer is VGG-Face's (SGD, lr 1e-2, momentum 0.9, weight decay 5e-4; size=demo swaps in
+    Adam); with He init it fits a fixed batch, with PyTorch's default init the same recipe barely moves (the reason
+    for the init key)."""
+    base = [o if o != "size=demo" else "size=paper" for o in TINY_FACE_ID]
+    cfg = _cfg(tmp_path, "dataset.batch_size=8", "dataset.num_train=8", base=base)
     assert cfg.model.optimizer.lr == 1e-2 and cfg.model.optimizer.momentum == 0.9
     assert cfg.model.optimizer.weight_decay == 5e-4 and cfg.model.networks.classifier.init == "kaiming"
     batch = _batch(cfg, n=8)
