@@ -1,5 +1,6 @@
 """Video I/O every paper shares (PyAV, whose wheels bundle FFmpeg): PyAV access with an install hint, natural frame
-order, frame-rate parsing, the encoder choice, and an atomic video writer. Frames are RGB uint8 arrays [H, W, 3]."""
+order, frame-rate parsing, one frame reader for a video file or a folder of frames, the encoder choice, and an atomic
+video writer. Frames are RGB uint8 arrays [H, W, 3]."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from datamodules.files import commit, temporary_path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FOLDER_FPS = 25  # frames/s of a folder of frames when none is given
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # what a folder of frames holds
 
 _AV_HINT = "video I/O needs PyAV: pip install 'av>=12,<20' (a condsynth dependency; its wheels bundle FFmpeg)"
 
@@ -42,6 +46,110 @@ def to_fps(fps: Any, key: str = "task.fps") -> Fraction:
     if value <= 0:
         raise ValueError(f"{key}={fps} must be > 0")
     return value.limit_denominator(1001)
+
+
+def _fps_key(key: str) -> str:
+    """The option that sets the frame rate of ``key``'s frames (task.input -> task.fps)."""
+    return key.rsplit(".", 1)[0] + ".fps" if key.startswith("task.") else "fps"
+
+
+class FrameSource:
+    """The frames of a video file (anything FFmpeg decodes) or of a folder of images (natural order: ``frame_2``
+    before ``frame_10``), streamed as RGB uint8 arrays [H, W, 3].
+
+    ``key`` is the config key the path came from, so that every message names it. ``fps`` overrides a video's own
+    rate and sets a folder's (default :data:`DEFAULT_FOLDER_FPS`). ``count`` is the number of frames when the
+    container says it (``None`` otherwise; ``count_frames=True`` decodes once to count). ``name`` is the file or
+    folder stem; ``names`` gives one stem per frame (the image names, or ``frame000000``... for a video)."""
+
+    def __init__(self, path: Any, fps: Any = None, key: str = "task.input", count_frames: bool = False) -> None:
+        if path is None or str(path) == "":
+            raise ValueError(f"{key} is not set: pass {key}=<a video file or a folder of frames>")
+        self.path, self.key = os.fspath(str(path)), key
+        self.is_folder = os.path.isdir(self.path)
+        self.count: int | None = None
+        if self.is_folder:
+            self.files = sorted((os.path.join(self.path, f) for f in os.listdir(self.path)
+                                 if f.lower().endswith(FRAME_EXTENSIONS) and not f.startswith(".")), key=natural_key)
+            if not self.files:
+                raise ValueError(f"{key}={self.path} contains no images ({', '.join(FRAME_EXTENSIONS)}); pass a video "
+                                 "file or a folder of frames")
+            self.count = len(self.files)
+            self.fps = to_fps(fps if fps is not None else DEFAULT_FOLDER_FPS, _fps_key(key))
+            self.name = os.path.basename(os.path.normpath(self.path)) or "frames"
+            return
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"{key}={self.path} does not exist; pass a video file or a folder of frames")
+        if os.path.getsize(self.path) == 0:
+            raise ValueError(f"{key}={self.path} is an empty (0-byte) file; copy the video again or pass a folder of "
+                             "frames")
+        av = av_module()
+        try:
+            with av.open(self.path, mode="r") as container:
+                if not container.streams.video:
+                    raise ValueError(f"{key}={self.path} has no video stream; pass a video file or a folder of frames")
+                stream = container.streams.video[0]
+                rate = fps if fps is not None else (stream.average_rate or stream.guessed_rate or DEFAULT_FOLDER_FPS)
+                self.fps = to_fps(rate, _fps_key(key))
+                self.count = int(stream.frames) or None
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot open video {key}={self.path}: {err}; pass a video file FFmpeg decodes or a "
+                             "folder of frames") from err
+        if self.count is None and count_frames:
+            self.count = sum(1 for _ in self)
+        self.name = os.path.splitext(os.path.basename(self.path))[0]
+
+    def __len__(self) -> int:
+        if self.count is None:
+            raise TypeError(f"{self.key}={self.path} does not say how many frames it has; iterate over it")
+        return self.count
+
+    @property
+    def names(self) -> list[str]:
+        if self.is_folder:
+            return [os.path.splitext(os.path.basename(f))[0] for f in self.files]
+        return [f"frame{i:06d}" for i in range(len(self))]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self._folder_frames() if self.is_folder else self._video_frames()
+
+    def read(self, index: int) -> np.ndarray:
+        """Frame ``index`` of a folder (random access; iterate over a video)."""
+        if not self.is_folder:
+            raise ValueError(f"random access needs a folder of frames; {self.key}={self.path} is a video")
+        return self._read_image(self.files[index])
+
+    def _read_image(self, path: str) -> np.ndarray:
+        try:
+            with Image.open(path) as img:
+                return np.array(img.convert("RGB"))
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+            raise ValueError(f"cannot read frame {path}: {type(err).__name__}: {err}; replace or remove it") from err
+
+    def _folder_frames(self) -> Iterator[np.ndarray]:
+        size = None
+        for path in self.files:
+            arr = self._read_image(path)
+            if size is None:
+                size = arr.shape[:2]
+            elif arr.shape[:2] != size:
+                raise ValueError(f"frame {path} is {arr.shape[0]}x{arr.shape[1]} but the first frame of {self.path} is "
+                                 f"{size[0]}x{size[1]}: every frame of a video must have one size")
+            yield arr
+
+    def _video_frames(self) -> Iterator[np.ndarray]:
+        av = av_module()
+        index = 0
+        try:
+            with av.open(self.path, mode="r") as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for frame in container.decode(stream):
+                    yield frame.to_ndarray(format="rgb24")
+                    index += 1
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot decode video {self.key}={self.path} at frame {index}: {err}; re-encode it "
+                             "(ffmpeg -i in.mp4 -c:v libx264 out.mp4) or pass a folder of frames") from err
 
 
 def pick_codec(codec: str) -> str:

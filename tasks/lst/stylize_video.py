@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,11 +35,9 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from datamodules.lst.datamodule import list_images
-from datamodules.video import DEFAULT_FOLDER_FPS, VideoWriter, av_module, natural_key, to_fps
+from datamodules.video import FrameSource, VideoWriter
 from datamodules.visualize import save_grid
 from tasks.common import inference_device, progress
-from tasks.config import ConfigError
 from tasks.lst.stylize import (
     check_alpha,
     check_short_side,
@@ -49,80 +47,12 @@ from tasks.lst.stylize import (
     parse_style_weights,
     photoreal_args,
     read_image,
-    stem,
     style_codes,
     stylize_one,
     task_value,
 )
 
 log = logging.getLogger(__name__)
-
-# ------------------------------------------------------------------------------------------- reading
-class FrameSource:
-    """Frames of a video file or a folder of images as RGB uint8 arrays [H, W, 3], with a frame rate."""
-
-    def __init__(self, path: Any, fps: Any = None) -> None:
-        if path is None or str(path) == "":
-            raise ConfigError("task.input is not set: pass task.input=<a video file or a folder of frames>")
-        self.path = os.fspath(str(path))
-        self.is_folder = os.path.isdir(self.path)
-        self.count: int | None = None
-        if self.is_folder:
-            self.files = sorted(list_images(self.path, "task.input"), key=natural_key)
-            self.count = len(self.files)
-            self.fps = to_fps(fps if fps is not None else DEFAULT_FOLDER_FPS)
-            self.name = os.path.basename(os.path.normpath(self.path)) or "frames"
-            return
-        if not os.path.isfile(self.path):
-            raise FileNotFoundError(f"task.input={self.path} does not exist; pass a video file or a folder of frames")
-        av = av_module()
-        try:
-            container = av.open(self.path, mode="r")
-        except (av.error.FFmpegError, OSError, ValueError) as err:
-            raise ValueError(f"cannot open video {self.path}: {err} (task.input must be a video file FFmpeg "
-                             f"decodes, or a folder of frames)") from err
-        try:
-            if not container.streams.video:
-                raise ValueError(f"cannot open video {self.path}: it has no video stream")
-            stream = container.streams.video[0]
-            self.count = int(stream.frames) or None
-            rate = fps if fps is not None else (stream.average_rate or stream.guessed_rate or DEFAULT_FOLDER_FPS)
-            self.fps = to_fps(rate)
-        finally:
-            container.close()
-        self.name = stem(self.path)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return self._folder_frames() if self.is_folder else self._video_frames()
-
-    def _folder_frames(self) -> Iterator[np.ndarray]:
-        size = None
-        for path in self.files:
-            try:
-                with Image.open(path) as img:
-                    arr = np.array(img.convert("RGB"))
-            except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
-                raise ValueError(f"cannot read frame {path}: {type(err).__name__}: {err}") from err
-            if size is None:
-                size = arr.shape[:2]
-            elif arr.shape[:2] != size:
-                raise ValueError(f"frame {path} is {arr.shape[0]}x{arr.shape[1]} but the first frame of "
-                                 f"{self.path} is {size[0]}x{size[1]}: every frame of a video must have one size")
-            yield arr
-
-    def _video_frames(self) -> Iterator[np.ndarray]:
-        av = av_module()
-        index = 0
-        try:
-            with av.open(self.path, mode="r") as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                for frame in container.decode(stream):
-                    yield frame.to_ndarray(format="rgb24")
-                    index += 1
-        except av.error.FFmpegError as err:
-            raise ValueError(f"cannot decode video {self.path} at frame {index}: {err}") from err
-
 
 # ------------------------------------------------------------------------------------------- conversion
 def to_tensor(frame: np.ndarray, short_side: int | None = None) -> torch.Tensor:

@@ -20,19 +20,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
 from datamodules.files import atomic_path, atomic_write_text
+from datamodules.video import FrameSource
 from tasks.config import ConfigError
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 #: a detector: RGB uint8 [H, W, 3] -> (x0, y0, x1, y1) in pixels of the most confident face, or None
 Detector = Callable[[np.ndarray], "tuple[float, float, float, float] | None"]
 #: a head-pose estimator: RGB uint8 [H, W, 3] -> (pitch, yaw, roll) in degrees, or None
@@ -83,31 +83,12 @@ def mediapipe_detector(min_confidence: float = 0.5) -> Detector:
     return detect
 
 
-def _frames(path: str) -> Iterator[np.ndarray]:
-    if os.path.isdir(path):
-        for f in sorted(os.listdir(path)):
-            if f.lower().endswith(IMAGE_EXTENSIONS):
-                with Image.open(os.path.join(path, f)) as img:
-                    yield np.asarray(img.convert("RGB"))
-        return
-    import av
-
-    index = 0
-    try:
-        with av.open(path) as container:
-            for frame in container.decode(container.streams.video[0]):
-                yield frame.to_ndarray(format="rgb24")
-                index += 1
-    except (av.error.FFmpegError, OSError, IndexError) as err:
-        raise ValueError(f"cannot decode video {path} at frame {index}: {err}; re-encode it or remove it") from err
-
-
 def crop_video(path: str, out_dir: str, detector: Detector, size: int = 256, expand: float = 1.6,
                pose_fn: PoseFn | None = None) -> int:
     """Crop every frame of one video into ``out_dir`` (with ``pose_fn``: and its head pose into ``pose.csv``);
     returns the number of frames written."""
     written, poses = 0, []
-    for t, frame in enumerate(_frames(path)):
+    for t, frame in enumerate(FrameSource(path, key="task.input")):
         box = detector(frame)
         if box is None:
             continue

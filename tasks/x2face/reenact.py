@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from datamodules.transforms import read_image
-from datamodules.video import VideoWriter
+from datamodules.video import FrameSource, VideoWriter
 from datamodules.x2face.audio import AudioFeatures, read_wav
 from tasks.common import inference_device, load_for_inference, progress, require_checkpoint
 from tasks.config import ConfigError
@@ -55,30 +55,14 @@ def _to_tensor(img: Image.Image | np.ndarray, size: int) -> torch.Tensor:
 
 
 def read_driving_frames(path: str, size: int) -> tuple[list[torch.Tensor], float | None]:
-    """Frames of a video file (PyAV) or a folder of images, as [1, 3, size, size]; and the video's frame rate."""
-    if os.path.isdir(path):
-        return [_to_tensor(read_image(f), size) for f in _images_in(path, "task.driving")], None
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"task.driving={path} does not exist; pass a video file or a folder of frames")
-    import av
-
-    frames, index = [], 0
-    try:
-        with av.open(path, mode="r") as container:
-            if not container.streams.video:
-                raise ValueError(f"task.driving={path} has no video stream; pass a video file or a folder of frames")
-            stream = container.streams.video[0]
-            fps = float(stream.average_rate) if stream.average_rate else None
-            for frame in container.decode(stream):
-                frames.append(_to_tensor(frame.to_ndarray(format="rgb24"), size))
-                index += 1
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot decode the driving video {path} at frame {index}: {err}; the file is corrupt or "
-                         f"not a video: re-encode it (ffmpeg -i in -c:v libx264 out.mp4) or pass a folder of "
-                         f"frames") from err
+    """Frames of a video file or a folder of images (the shared reader), as [1, 3, size, size]; and the video's frame
+    rate (``None`` for a folder: task.fps sets it)."""
+    source = FrameSource(path, key="task.driving")
+    frames = [_to_tensor(frame, size) for frame in source]
     if not frames:
-        raise ValueError(f"the driving video {path} has no frames")
-    return frames, fps
+        raise ValueError(f"the driving video task.driving={path} has no frames; pass a video with frames or a folder "
+                         "of frames")
+    return frames, None if source.is_folder else float(source.fps)
 
 
 def read_poses(path: str, num_frames: int | None) -> torch.Tensor:

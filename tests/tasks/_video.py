@@ -1,4 +1,4 @@
-"""Video files for the tests: write frames to a file and read them back, through the task's own reader/writer."""
+"""Video files for the tests: write frames to a file and read them back, through the shared reader/writer (datamodules/video.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tasks.lst.stylize_video import DEFAULT_FOLDER_FPS, FrameSource, VideoWriter, to_uint8
+from datamodules.video import DEFAULT_FOLDER_FPS, FrameSource, VideoWriter
+from tasks.lst.stylize_video import to_uint8
 
 
 def write_video(frames: Any, path: str, fps: Any = DEFAULT_FOLDER_FPS, codec: str = "auto",

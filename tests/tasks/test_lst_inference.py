@@ -424,7 +424,7 @@ def test_bad_video_inputs(lst_ckpt, inputs, tmp_path) -> None:
                       f"task.input={inputs['content']}", f"task.style={inputs['style'] / 's1.png'}")
     fake = tmp_path / "fake.mp4"
     fake.write_text("not a video")
-    with pytest.raises(ValueError, match=f"cannot open video {fake}"):
+    with pytest.raises(ValueError, match=f"cannot open video task.input={fake}"):
         stylize_video(with_task(base, input=str(fake)))
     gone = tmp_path / "gone.mp4"
     with pytest.raises(FileNotFoundError, match=f"task.input={gone} does not exist"):
