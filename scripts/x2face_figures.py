@@ -105,14 +105,15 @@ def linear_probe(x: torch.Tensor, y: torch.Tensor, ridge: float) -> Callable[[to
 
 
 def probe_scores(pred: torch.Tensor, target: torch.Tensor, constant: float | torch.Tensor) -> dict[str, float]:
-    """MAE of ``pred`` against ``target``, MAE of the ``constant`` predictor, and the Pearson correlation of ``pred``
-    with ``target`` (NaN when either does not vary)."""
+    """MAE of ``pred`` against ``target``, MAE of the ``constant`` predictor, the Pearson correlation of ``pred``
+    with ``target`` (NaN when either does not vary) and the standard deviations of both (how far ``pred`` moves)."""
     pred, target = pred.double().flatten(), target.double().flatten()
     pc, tc = pred - pred.mean(), target - target.mean()
     denom = float(pc.norm() * tc.norm())
     return {"mae": float((pred - target).abs().mean()),
             "constant_mae": float((torch.as_tensor(constant, dtype=target.dtype) - target).abs().mean()),
-            "corr": float(pc @ tc) / denom if denom > 0 else float("nan")}
+            "corr": float(pc @ tc) / denom if denom > 0 else float("nan"),
+            "std": float(pred.std()), "target_std": float(target.std())}
 
 
 def _mouth_probe(module: Any, train: dict, test: dict, ridge: float) -> dict[str, dict[str, float]]:
@@ -136,10 +137,13 @@ def _mouth_probe(module: Any, train: dict, test: dict, ridge: float) -> dict[str
     scores = {name: probe_scores(probe(v), m_te, constant) for name, v in vectors.items()}
     print("\nAudio -> mouth through the driving vector: a linear probe vector -> mouth opening (least squares, "
           f"ridge {ridge:g}, fitted on {len(v_tr)} training frames' true driving vectors), on the test split")
-    print(f"  training frames: probe MAE {probe_scores(probe(v_tr), m_tr, constant)['mae']:.3f}")
-    print(f"  {'probe read from':<34} {'MAE':>7} {'constant':>9} {'corr':>6}")
+    fit = probe_scores(probe(v_tr), m_tr, constant)
+    print(f"  training frames (the fit's own): probe MAE {fit['mae']:.3f}, constant {fit['constant_mae']:.3f}, "
+          f"corr {fit['corr']:.2f}")
+    print(f"  {'probe read from':<34} {'MAE':>7} {'constant':>9} {'corr':>6} {'std':>6}  (test mouth std "
+          f"{float(m_te.std()):.3f})")
     for name, sc in scores.items():
-        print(f"  {name:<34} {sc['mae']:>7.3f} {sc['constant_mae']:>9.3f} {sc['corr']:>6.2f}")
+        print(f"  {name:<34} {sc['mae']:>7.3f} {sc['constant_mae']:>9.3f} {sc['corr']:>6.2f} {sc['std']:>6.3f}")
     return scores
 
 

@@ -397,6 +397,7 @@ def test_mouth_probe_on_hand_made_data(chain, tmp_path) -> None:
     probe = fig.linear_probe(v[:30], m[:30], ridge=1e-9)
     sc = fig.probe_scores(probe(v[30:]), m[30:], m[:30].mean())
     assert sc["mae"] < 1e-6 and sc["corr"] == pytest.approx(1.0, abs=1e-9)
+    assert sc["std"] == pytest.approx(sc["target_std"], rel=1e-6)
     assert sc["constant_mae"] == pytest.approx(float((m[30:] - m[:30].mean()).abs().mean()), rel=1e-6)
     assert np.isnan(fig.probe_scores(torch.full((5,), 0.3), m[:5], 0.3)["corr"])  # a constant has no correlation
 
