@@ -5,10 +5,14 @@
 * Table 2 analogue: pose regression mean absolute error (degrees) of ``pose_from_vector`` on the test frames, per
   axis, against the best constant (the training poses' mean);
 * audio: how well the least-squares audio map predicts the driving vector on test frames (R^2 and MAE against the
-  training mean), and how well the audio features predict the mouth opening (a ridge fit on training frames).
+  training mean), and how well the audio features predict the mouth opening (a ridge fit on training frames);
+* audio -> mouth through the map: a linear probe from the driving vector to the mouth opening, fitted on the true
+  driving vectors of training frames, read on the test identities from (i) the true driving vectors (the probe's
+  ceiling), (ii) the audio map's vectors A(a) and (iii) the reenactment's vectors (``vector_for_audio``: the source
+  frame's vector moved by A(a) - A(a_src), pose leakage removed), each against the best constant (the training mean).
 
     python scripts/x2face_figures.py --run photometric=<run dir> --run identity=<run dir> \
-        --pose <pose_code or audio_code run dir> --audio <audio_code run dir> [--samples 64]
+        --pose <pose_code or audio_code run dir> --audio <audio_code run dir> [--samples 64] [--probe-ridge 1e-6]
 
 Each run dir is a ``task=train`` output (its ``.hydra/config.yaml`` rebuilds the model; ``checkpoints/last.ckpt``).
 """
@@ -17,7 +21,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -83,8 +91,63 @@ def _pose_probe(module, train: dict, test: dict) -> None:
           f"{mae(fit_c(centred(v_te, test['identity'])), p_te):.2f}")
 
 
+def linear_probe(x: torch.Tensor, y: torch.Tensor, ridge: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``y ~ x @ w + b`` fitted in float64 by ridge on the features standardised with ``x``'s mean and deviation
+    (``ridge`` on ``w`` only, the intercept unpenalised; a tiny ``ridge`` is least squares). ``x`` [N, D], ``y`` [N] or
+    [N, C]; returns the map from new ``x`` [M, D] to predictions shaped like ``y``'s rows."""
+    x, y = x.double(), y.double()
+    mu, sd = x.mean(0), x.std(0)
+    sd = torch.where(sd > 0, sd, torch.ones_like(sd))
+    xs = (x - mu) / sd
+    y_mean = y.mean(0)
+    w = torch.linalg.solve(xs.T @ xs + ridge * torch.eye(x.shape[1], dtype=x.dtype), xs.T @ (y - y_mean))
+    return lambda z: ((z.double() - mu) / sd) @ w + y_mean
+
+
+def probe_scores(pred: torch.Tensor, target: torch.Tensor, constant: float | torch.Tensor) -> dict[str, float]:
+    """MAE of ``pred`` against ``target``, MAE of the ``constant`` predictor, the Pearson correlation of ``pred``
+    with ``target`` (NaN when either does not vary) and the standard deviations of both (how far ``pred`` moves)."""
+    pred, target = pred.double().flatten(), target.double().flatten()
+    pc, tc = pred - pred.mean(), target - target.mean()
+    denom = float(pc.norm() * tc.norm())
+    return {"mae": float((pred - target).abs().mean()),
+            "constant_mae": float((torch.as_tensor(constant, dtype=target.dtype) - target).abs().mean()),
+            "corr": float(pc @ tc) / denom if denom > 0 else float("nan"),
+            "std": float(pred.std()), "target_std": float(target.std())}
+
+
+def _mouth_probe(module: Any, train: dict, test: dict, ridge: float) -> dict[str, dict[str, float]]:
+    """Does audio drive the mouth through the audio map? A linear probe driving vector -> mouth opening is fitted on
+    the true driving vectors of the training frames, then read on the test identities from the true vectors (its
+    ceiling), the source frame's own vector (no audio), the map's A(a), and ``vector_for_audio`` (the source frame's
+    vector + A(a) - A(a_src) with pose leakage removed, as at reenactment; a_src: the source frame's audio)."""
+    with torch.no_grad():
+        v_tr = module.net.driving.driving_vector(train["driving"])
+        src = test["source"][:, 0]
+        vectors = {
+            "true driving vector (ceiling)": module.net.driving.driving_vector(test["driving"]),
+            "source frame's vector (no audio)": module.net.driving.driving_vector(src),
+            "audio map A(a)": module.audio_code(test["driving_audio"]),
+            "vector_for_audio (reenactment)": module.vector_for_audio(src, test["driving_audio"],
+                                                                      test["source_audio"]),
+        }
+    m_tr, m_te = train["driving_mouth"].double(), test["driving_mouth"].double()
+    probe = linear_probe(v_tr, m_tr, ridge)
+    constant = float(m_tr.mean())
+    scores = {name: probe_scores(probe(v), m_te, constant) for name, v in vectors.items()}
+    print("\nAudio -> mouth through the driving vector: a linear probe vector -> mouth opening (least squares, "
+          f"ridge {ridge:g}, fitted on {len(v_tr)} training frames' true driving vectors), on the test split")
+    fit = probe_scores(probe(v_tr), m_tr, constant)
+    print(f"  training frames (the fit's own): probe MAE {fit['mae']:.3f}, constant {fit['constant_mae']:.3f}, "
+          f"corr {fit['corr']:.2f}")
+    print(f"  {'probe read from':<34} {'MAE':>7} {'constant':>9} {'corr':>6} {'std':>6}  (test mouth std "
+          f"{float(m_te.std()):.3f})")
+    for name, sc in scores.items():
+        print(f"  {name:<34} {sc['mae']:>7.3f} {sc['constant_mae']:>9.3f} {sc['corr']:>6.2f} {sc['std']:>6.3f}")
+    return scores
+
+
 def main(argv: list[str] | None = None) -> None:
-    import torch
     import torch.nn.functional as F
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -92,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pose", default=None)
     p.add_argument("--audio", default=None)
     p.add_argument("--samples", type=int, default=64)
+    p.add_argument("--probe-ridge", type=float, default=1e-6,
+                   help="ridge of the mouth probe on standardised driving vectors (tiny: least squares)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     if args.run:
@@ -139,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         m_err = float((xt @ w - test["driving_mouth"].double()[:, None]).abs().mean())
         m_const = float((train["driving_mouth"].double().mean() - test["driving_mouth"].double()).abs().mean())
         print(f"audio features -> mouth opening (ridge): MAE {m_err:.3f} vs constant {m_const:.3f}")
+        _mouth_probe(module, train, test, args.probe_ridge)
 
 
 if __name__ == "__main__":

@@ -369,3 +369,48 @@ def test_audio_map_ridge_with_held_out_identities() -> None:
     assert np.allclose(x_new @ w + b, ref, atol=1e-8)
     w1, b1, a1, s1 = fit_audio_map(x, y, groups, [0.0], 0.0)  # the official setting: least squares, no hold-out
     assert a1 == 0.0 and s1 == {} and np.allclose(w1, w0) and np.allclose(b1, b0)
+
+
+def _figures_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "x2face_figures.py"
+    spec = importlib.util.spec_from_file_location("x2face_figures", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_mouth_probe_on_hand_made_data(chain, tmp_path) -> None:
+    """scripts/x2face_figures.py's mouth probe: vectors that are an exact linear function of the mouth opening give
+    ~0 error and correlation 1, the constant's MAE is the training mean's; on the chain's audio_code checkpoint, a
+    mouth opening made an exact linear function of the true driving vectors is read back from them (the ceiling row)
+    and the reenactment row is the probe applied to ``vector_for_audio``."""
+    from tasks.common import load_for_inference
+
+    fig = _figures_script()
+    gen = torch.Generator().manual_seed(0)
+    m = torch.rand(40, generator=gen)
+    mix = torch.randn(1, 6, generator=gen)
+    v = m[:, None] @ mix + torch.randn(6, generator=gen)             # 6-d vectors, exactly linear in m
+    probe = fig.linear_probe(v[:30], m[:30], ridge=1e-9)
+    sc = fig.probe_scores(probe(v[30:]), m[30:], m[:30].mean())
+    assert sc["mae"] < 1e-6 and sc["corr"] == pytest.approx(1.0, abs=1e-9)
+    assert sc["std"] == pytest.approx(sc["target_std"], rel=1e-6)
+    assert sc["constant_mae"] == pytest.approx(float((m[30:] - m[:30].mean()).abs().mean()), rel=1e-6)
+    assert np.isnan(fig.probe_scores(torch.full((5,), 0.3), m[:5], 0.3)["corr"])  # a constant has no correlation
+
+    cfg = _cfg(tmp_path, "stage=audio_code", f"stage.init_from={chain['pose_code']}", "dataset.num_train=24",
+               "dataset.num_test=4")
+    module = load_for_inference(cfg, chain["audio_code"])
+    train, test = _batch(cfg, "train", 24), _batch(cfg, "test", 4)
+    coef = torch.randn(8, generator=gen)
+    with torch.no_grad():
+        for b in (train, test):
+            b["driving_mouth"] = module.net.driving.driving_vector(b["driving"]) @ coef + 0.5
+        v_audio = module.vector_for_audio(test["source"][:, 0], test["driving_audio"], test["source_audio"])
+    scores = fig._mouth_probe(module, train, test, ridge=1e-9)
+    assert scores["true driving vector (ceiling)"]["mae"] < 1e-4
+    expected = (v_audio.double() @ coef.double() + 0.5 - test["driving_mouth"].double()).abs().mean()
+    assert scores["vector_for_audio (reenactment)"]["mae"] == pytest.approx(float(expected), abs=1e-4)
