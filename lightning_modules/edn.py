@@ -24,6 +24,7 @@ in G's optimizer at learning rate 0, then trains jointly: official ``--niter_fix
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import Any
@@ -34,9 +35,10 @@ from torch import nn
 from datamodules.visualize import to_unit_range
 from lightning_modules.base import GANModule, OptimizerFactory
 from losses.conditional_gan import ConditionalGANObjective
-from networks.edn import FaceResidualGenerator, TemporalGenerator, crop_boxes, paste_boxes
+from networks.edn import FaceResidualGenerator, TemporalGenerator, crop_boxes, load_official_edn, paste_boxes
 
 ObjectiveFactory = Callable[[], ConditionalGANObjective]
+log = logging.getLogger(__name__)
 
 
 class EDNModule(GANModule):
@@ -54,7 +56,8 @@ class EDNModule(GANModule):
     def __init__(self, networks: Mapping[str, Callable[..., nn.Module]], losses: Mapping[str, ObjectiveFactory],
                  stage: Mapping[str, Any], optimizer: OptimizerFactory, label_nc: int = 3,
                  scheduler: Mapping[str, Any] | None = None, ema: Mapping[str, Any] | None = None,
-                 update_order: str = "official") -> None:
+                 update_order: str = "official", official_weights: str | None = None,
+                 official_epoch: str = "latest") -> None:
         super().__init__(stage, optimizer, scheduler, ema, update_order)
         self.label_nc = int(label_nc)
         which = str(self.stage_spec.extra.get("generator", "global"))
@@ -73,6 +76,12 @@ class EDNModule(GANModule):
             self.netD = networks["discriminator"](input_nc=c)
             self.netDT = networks["temporal_discriminator"](input_nc=2 * c)
             self.objectives = nn.ModuleDict({"frame": losses["frame"](), "temporal": losses["temporal"]()})
+        if official_weights:
+            # official <epoch>_net_{G,D,Gface,Dface}.pth (networks.edn.load_official_edn); our per-frame netD has no
+            # official counterpart (the official netD is the temporal one) and keeps its initial weights
+            for line in load_official_edn(official_weights, self.netG, self.netDT, self.faceG, self.faceD,
+                                          str(official_epoch)):
+                log.info("official EDN weights from %s: %s", official_weights, line)
         fix = self.stage_spec.extra.get("fix_global_epochs")
         self.fix_global_epochs = None if fix is None else int(fix)
         if self.fix_global_epochs is not None and "generator.global" in self.stage_spec.frozen:

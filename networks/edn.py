@@ -5,7 +5,10 @@ The frame generators themselves are pix2pixHD's (:mod:`networks.pix2pixhd`), the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -80,3 +83,145 @@ class FaceResidualGenerator(nn.Module):
 
     def forward(self, label_crop: torch.Tensor, face_crop: torch.Tensor) -> torch.Tensor:
         return face_crop + self.residual(label_crop, face_crop)
+
+
+# ---------------------------------------------------------------------------------------------- official weights
+# The official code (carolineec/EverybodyDanceNow, models/pix2pixHD_model_fullts.py) saves one bare state dict per
+# network with BaseModel.save_network: ``<epoch>_net_<label>.pth`` in --checkpoints_dir/--name. Its netG and netD
+# are pix2pixHD's (its models/networks.py), so their keys go through pix2pixHD's tables; the face D is a single
+# NLayerDiscriminator with batch norm whose flat sequential is named ``facemodel``.
+OFFICIAL_LABELS = {"G": "the frame generator netG (pix2pixHD global or local G on label + previous frame)",
+                   "D": "netD, the official (temporal) multiscale D on (x_t, x_t+1, y_t, y_t+1)",
+                   "Gface": "faceGen, the face residual generator (--faceGtype global)",
+                   "Dface": "netDface, the face D (NLayerDiscriminator, batch norm)"}
+
+
+def official_path(folder: str | os.PathLike, label: str, epoch: str = "latest") -> Path:
+    """``<folder>/<epoch>_net_<label>.pth`` as the official ``save_network`` names it."""
+    return Path(folder) / f"{epoch}_net_{label}.pth"
+
+
+def generator_official_name(generator: nn.Module) -> Callable[[str], str]:
+    """our key of ``generator`` (pix2pixHD's GlobalGenerator or LocalEnhancer) -> its official key (pix2pixHD's
+    table: the official EDN netG and faceGen are pix2pixHD's classes)."""
+    from networks.pix2pixhd import LocalEnhancer
+    from networks.pix2pixhd_official import generator_key
+
+    if isinstance(generator, LocalEnhancer):
+        return lambda key: generator_key(key, "local", 0, 0)
+    n_down = int(math.log2(int(generator.total_stride)))
+    n_blocks = len(generator.body) - (4 + 6 * n_down)  # stem, down/upsamplings (3 modules each), resnet blocks
+    return lambda key: generator_key(key, "global", n_down, n_blocks)
+
+
+def discriminator_official_name(disc: nn.Module, interm_feat: bool) -> Callable[[str], str]:
+    """our :class:`MultiscaleDiscriminator` key -> official ``netD`` key (pix2pixHD's table)."""
+    from networks.pix2pixhd_official import discriminator_key
+
+    return lambda key: discriminator_key(key, disc.num_D, disc.n_layers, interm_feat)
+
+
+def face_discriminator_official_name(disc: nn.Module) -> Callable[[str], str]:
+    """our one-scale :class:`MultiscaleDiscriminator` key -> official ``netDface`` key (``facemodel.N``: the flat
+    layout of pix2pixHD's table with the prefix ``facemodel`` instead of ``layer0``)."""
+    from networks.pix2pixhd_official import discriminator_key
+
+    def name(key: str) -> str:
+        return "facemodel." + discriminator_key(key, 1, disc.n_layers, False).split(".", 1)[1]
+
+    return name
+
+
+def _first_conv_inputs(state: Mapping[str, torch.Tensor], keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        if key in state and state[key].dim() == 4:
+            return int(state[key].shape[1])
+    return None
+
+
+def load_official_network(net: nn.Module, path: Path, label: str, official_name: Callable[[str], str],
+                          expected_inputs: int, fix: str) -> None:
+    """Fill ``net`` from the official file ``path`` (one bare state dict) by name; one-line errors naming the file,
+    the key and ``fix``. Batch-norm step counters that PyTorch < 0.4.1 did not save are set to 0."""
+    from networks.official import OfficialWeightsError, map_official_state, strip_data_parallel
+    from networks.weights import read_state_dict
+
+    what = OFFICIAL_LABELS[label]
+    if not path.is_file():
+        raise FileNotFoundError(f"model.official_weights: {path} not found ({what}); pass the folder where the "
+                                f"official train_fullts.py saved it (--checkpoints_dir/--name)")
+    state = read_state_dict(path, f"EDN official {label}")
+    if "state_dict" in state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise OfficialWeightsError(f"model.official_weights: {path} is not an official weights file (the official "
+                                   f"save_network writes a bare state dict of tensors), so it cannot be {what}")
+    state = strip_data_parallel(state)
+    first = _first_conv_inputs(state, ("model.1.weight", "model1_1.1.weight", "scale0_layer0.0.weight",
+                                       "layer0.0.weight", "facemodel.0.weight"))
+    if first is not None and first != expected_inputs:
+        raise OfficialWeightsError(
+            f"model.official_weights: {path}: its first convolution takes {first} input channels, {what} takes "
+            f"{expected_inputs}: a pix2pixHD file (label map + instance map) or another network's file does not fit; "
+            f"EDN's netG takes label + previous frame, netD (x_t, x_t+1, y_t, y_t+1), the face networks (pose crop, "
+            f"face crop): check model.label_nc and that the file is the official EDN {path.name}")
+    ours = net.state_dict()
+    for key in ours:  # PyTorch < 0.4.1 saved no batch-norm step counter (it only matters with momentum=None)
+        if key.endswith(".num_batches_tracked") and official_name(key) not in state:
+            state[official_name(key)] = torch.zeros_like(ours[key])
+    try:
+        mapped = map_official_state(net, state, official_name, str(path), what, hint=fix)
+    except OfficialWeightsError as exc:
+        raise OfficialWeightsError(f"model.official_weights: {exc}") from None
+    net.load_state_dict(mapped, strict=True)
+
+
+def load_official_edn(folder: str | os.PathLike, generator: TemporalGenerator, discriminator: nn.Module | None,
+                      face_generator: FaceResidualGenerator | None, face_discriminator: nn.Module | None,
+                      epoch: str = "latest") -> list[str]:
+    """Load the official files of ``folder`` into the networks given (None = not built in this stage). ``G`` is
+    required, and ``Gface`` when the face generator is built; ``D`` and ``Dface`` are loaded when present (the
+    official test run needs neither). Returns one line per file loaded or skipped, for the log."""
+    import networks.discriminators as discs
+
+    done: list[str] = []
+    c = generator.label_nc + generator.output_nc
+    load_official_network(
+        generator.generator, official_path(folder, "G", epoch), "G", generator_official_name(generator.generator), c,
+        "set model.networks.<global|local> (ngf, n_downsampling/n_downsample_global, n_blocks...) and stage.generator "
+        "to the official --netG, --ngf, --n_downsample_global, --n_blocks_global, --n_blocks_local it was trained with")
+    done.append(f"G -> netG.generator ({type(generator.generator).__name__})")
+    if face_generator is not None:
+        load_official_network(
+            face_generator.generator, official_path(folder, "Gface", epoch), "Gface",
+            generator_official_name(face_generator.generator), c,
+            "the official faceGen (--faceGtype global) is define_G(6, 3, 64, 'global', 3, 5): keep "
+            "model.networks.face_generator at ngf 64, n_downsampling 3, n_blocks 5 (--faceGtype unet is not supported)")
+        done.append("Gface -> faceG.generator")
+    for label, net, build_name, fix in (
+        ("D", discriminator, None,
+         "set model.networks.temporal_discriminator num_D / n_layers / ndf to the official --num_D / --n_layers_D / "
+         "--ndf (the EDN README's local and face stages use --num_D 3)"),
+        ("Dface", face_discriminator, face_discriminator_official_name,
+         "the official netDface is NLayerDiscriminator(6, ndf=64, n_layers=--n_layers_D, batch norm): keep "
+         "model.networks.face_discriminator at ndf 64, num_D 1, norm batch"),
+    ):
+        path = official_path(folder, label, epoch)
+        if net is None:
+            if path.is_file():
+                done.append(f"{label}: not used in this stage (its network is not built)")
+            continue
+        if not path.is_file():
+            done.append(f"{label}: {path.name} absent, {OFFICIAL_LABELS[label].split(',')[0]} keeps its initial weights")
+            continue
+        if not isinstance(net, discs.MultiscaleDiscriminator):
+            raise TypeError(f"official {label}: expected a MultiscaleDiscriminator, got {type(net).__name__}")
+        if build_name is None:
+            from networks.official import strip_data_parallel
+            from networks.weights import read_state_dict
+
+            keys = strip_data_parallel(read_state_dict(path, f"EDN official {label}"))
+            name = discriminator_official_name(net, any(k.startswith("scale") for k in keys))  # getIntermFeat
+        else:
+            name = build_name(net)
+        load_official_network(net, path, label, name, (2 if label == "D" else 1) * c, fix)
+        done.append(f"{label} -> {'netDT (temporal D)' if label == 'D' else 'faceD'}")
+    return done

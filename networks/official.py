@@ -40,12 +40,14 @@ def map_official_state(
     official_name: Callable[[str], str],
     source: str,
     what: str,
+    hint: str | None = None,
 ) -> dict[str, Tensor]:
     """``module``'s state dict filled from ``official`` through ``official_name`` (our key -> official key).
 
     Every key of ``module`` must find its official key with the same shape, and every official key must be used;
     otherwise one :class:`OfficialWeightsError` lists the missing keys, the left-over keys and the wrong shapes
-    (in the official file's names), naming ``source`` and ``what`` it should hold.
+    (in the official file's names), naming ``source`` and ``what`` it should hold, and ``hint`` (the fix; default:
+    pass the official options to task=import_official).
     """
     ours = module.state_dict()
     table = {key: official_name(key) for key in ours}
@@ -64,8 +66,9 @@ def map_official_state(
     if problems:
         raise OfficialWeightsError(
             f"{source} does not fit the {what}: " + "; ".join(problems)
-            + ". Check that the file is the one named, and pass the official options it was trained with "
-              "(task.options.<name>=...) when they cannot be read from the shapes")
+            + ". Check that the file is the one named, and "
+            + (hint or "pass the official options it was trained with (task.options.<name>=...) when they cannot "
+                       "be read from the shapes"))
     return {key: official[off].detach().clone() for key, off in table.items()}
 
 
