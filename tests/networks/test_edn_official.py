@@ -125,3 +125,53 @@ def test_face_d_is_the_official_batch_norm_d_without_feature_matching() -> None:
     assert cfg.model.networks.face_discriminator.norm == "batch"
     assert cfg.model.networks.face_discriminator.num_D == 1 and cfg.model.networks.face_discriminator.ndf == 64
     assert cfg.model.losses.face.feature_matching is None
+
+
+def test_import_official_writes_a_face_stage_checkpoint(tmp_path) -> None:
+    from lightning_modules.stages import read_checkpoint
+    from tasks.common import load_for_inference
+    from tasks.import_official import import_official
+
+    folder = tmp_path / "MY_MODEL_NAME_face"
+    folder.mkdir()
+    g = OfficialLocal(6, ngf=2, n_down=2, n_blocks=1, n_blocks_local=1)
+    gface, dface = OfficialGlobal(6, ngf=4, n_down=1, n_blocks=1), OfficialFaceD(6, ndf=4, n_layers=1)
+    save(g, folder / "latest_net_G.pth")
+    save(gface, folder / "latest_net_Gface.pth")
+    _save_old(dface, folder / "latest_net_Dface.pth")
+    ckpt = import_official(compose_config([*TINY_EDN, "task=import_official", f"task.files=[{folder}]"],
+                                          tmp_path / "import"))
+    meta = read_checkpoint(ckpt)["condsynth"]
+    assert meta["stage"] == "face"
+    assert "model.networks.local.ngf=2" in meta["overrides"] and "stage.generator=local" in meta["overrides"]
+    module = load_for_inference(compose_config([*TINY_EDN, "stage=face", *meta["overrides"]], tmp_path / "t"), ckpt)
+    dface.eval()
+    label, prev, face = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), torch.rand(2, 6, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(module.netG(label, prev), g(torch.cat([label, prev], 1)))
+        assert torch.equal(module.faceG.residual(face[:, :3], face[:, 3:]), gface(face))
+        assert torch.equal(module.faceD(face)[0][-1], dface(face))
+    # a pix2pixHD generator is refused with the model to use
+    save(OfficialGlobal(36, ngf=4, n_down=2, n_blocks=1), tmp_path / "latest_net_G.pth")
+    with pytest.raises(OfficialWeightsError, match=r"takes 36 input channels, an EDN G takes 6.*model=pix2pixhd"):
+        import_official(compose_config([*TINY_EDN, "task=import_official",
+                                        f"task.files=[{tmp_path / 'latest_net_G.pth'}]"], tmp_path / "import2"))
+
+
+def test_import_official_global_stage_with_the_temporal_d(tmp_path) -> None:
+    from lightning_modules.stages import read_checkpoint
+    from tasks.common import load_for_inference
+    from tasks.import_official import import_official
+
+    g, d = OfficialGlobal(6, ngf=4, n_down=2, n_blocks=1), OfficialMultiscaleD(12, ndf=4, n_layers=2, num_d=3)
+    save(g, tmp_path / "latest_net_G.pth")
+    save(d, tmp_path / "latest_net_D.pth")
+    files = f"task.files=[{tmp_path / 'latest_net_G.pth'},{tmp_path / 'latest_net_D.pth'}]"
+    ckpt = import_official(compose_config([*TINY_EDN, "task=import_official", files], tmp_path / "import"))
+    meta = read_checkpoint(ckpt)["condsynth"]
+    assert meta["stage"] == "global" and "model.networks.discriminator.num_D=3" in meta["overrides"]
+    module = load_for_inference(compose_config([*TINY_EDN, *meta["overrides"]], tmp_path / "t"), ckpt)
+    x = torch.rand(1, 12, 16, 16)
+    with torch.no_grad():
+        for ours, theirs in zip(module.netDT(x), d(x), strict=True):
+            assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
