@@ -45,7 +45,9 @@ class EDNModule(GANModule):
     """``networks``: factories of the ``global`` / ``local`` frame generators (the stage's ``generator`` picks one),
     ``discriminator`` (frame), ``temporal_discriminator``, ``face_generator`` and ``face_discriminator``; the module
     gives them their channel counts. ``losses``: ``frame``, ``temporal`` and ``face`` objective factories (only the
-    stage's are built: the body stages use frame + temporal, stage face uses face)."""
+    stage's are built: the body stages use frame + temporal, stage face uses face). ``official_weights``: a folder
+    of the official code's ``<official_epoch>_net_{G,D,Gface,Dface}.pth``, loaded at start
+    (:func:`networks.edn.load_official_edn`)."""
 
     model_name = "edn"
     sweep_metric = "val/l1"
