@@ -121,15 +121,17 @@ def discriminator_official_name(disc: nn.Module, interm_feat: bool) -> Callable[
     return lambda key: discriminator_key(key, disc.num_D, disc.n_layers, interm_feat)
 
 
-def face_discriminator_official_name(disc: nn.Module) -> Callable[[str], str]:
+def face_discriminator_key(key: str, n_layers: int) -> str:
     """our one-scale :class:`MultiscaleDiscriminator` key -> official ``netDface`` key (``facemodel.N``: the flat
     layout of pix2pixHD's table with the prefix ``facemodel`` instead of ``layer0``)."""
     from networks.pix2pixhd_official import discriminator_key
 
-    def name(key: str) -> str:
-        return "facemodel." + discriminator_key(key, 1, disc.n_layers, False).split(".", 1)[1]
+    return "facemodel." + discriminator_key(key, 1, n_layers, False).split(".", 1)[1]
 
-    return name
+
+def face_discriminator_official_name(disc: nn.Module) -> Callable[[str], str]:
+    """:func:`face_discriminator_key` for ``disc``."""
+    return lambda key: face_discriminator_key(key, disc.n_layers)
 
 
 def _first_conv_inputs(state: Mapping[str, torch.Tensor], keys: tuple[str, ...]) -> int | None:
@@ -139,11 +141,10 @@ def _first_conv_inputs(state: Mapping[str, torch.Tensor], keys: tuple[str, ...])
     return None
 
 
-def load_official_network(net: nn.Module, path: Path, label: str, official_name: Callable[[str], str],
-                          expected_inputs: int, fix: str) -> None:
-    """Fill ``net`` from the official file ``path`` (one bare state dict) by name; one-line errors naming the file,
-    the key and ``fix``. Batch-norm step counters that PyTorch < 0.4.1 did not save are set to 0."""
-    from networks.official import OfficialWeightsError, map_official_state, strip_data_parallel
+def read_official_file(path: Path, label: str) -> dict[str, torch.Tensor]:
+    """The bare state dict of one official file (``module.`` prefixes dropped, missing batch-norm step counters of
+    PyTorch < 0.4.1 set to 0); one-line errors naming the file and what it should hold."""
+    from networks.official import OfficialWeightsError, strip_data_parallel, with_step_counters
     from networks.weights import read_state_dict
 
     what = OFFICIAL_LABELS[label]
@@ -154,7 +155,16 @@ def load_official_network(net: nn.Module, path: Path, label: str, official_name:
     if "state_dict" in state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise OfficialWeightsError(f"model.official_weights: {path} is not an official weights file (the official "
                                    f"save_network writes a bare state dict of tensors), so it cannot be {what}")
-    state = strip_data_parallel(state)
+    return with_step_counters(strip_data_parallel(state))
+
+
+def load_official_network(net: nn.Module, state: Mapping[str, torch.Tensor], path: Path, label: str,
+                          official_name: Callable[[str], str], expected_inputs: int, fix: str) -> None:
+    """Fill ``net`` from ``state``, the official file ``path`` (:func:`read_official_file`), by name; one-line
+    errors naming the file, the key and ``fix``."""
+    from networks.official import OfficialWeightsError, map_official_state
+
+    what = OFFICIAL_LABELS[label]
     first = _first_conv_inputs(state, ("model.1.weight", "model1_1.1.weight", "scale0_layer0.0.weight",
                                        "layer0.0.weight", "facemodel.0.weight"))
     if first is not None and first != expected_inputs:
@@ -163,10 +173,6 @@ def load_official_network(net: nn.Module, path: Path, label: str, official_name:
             f"{expected_inputs}: a pix2pixHD file (label map + instance map) or another network's file does not fit; "
             f"EDN's netG takes label + previous frame, netD (x_t, x_t+1, y_t, y_t+1), the face networks (pose crop, "
             f"face crop): check model.label_nc and that the file is the official EDN {path.name}")
-    ours = net.state_dict()
-    for key in ours:  # PyTorch < 0.4.1 saved no batch-norm step counter (it only matters with momentum=None)
-        if key.endswith(".num_batches_tracked") and official_name(key) not in state:
-            state[official_name(key)] = torch.zeros_like(ours[key])
     try:
         mapped = map_official_state(net, state, official_name, str(path), what, hint=fix)
     except OfficialWeightsError as exc:
@@ -184,14 +190,16 @@ def load_official_edn(folder: str | os.PathLike, generator: TemporalGenerator, d
 
     done: list[str] = []
     c = generator.label_nc + generator.output_nc
+    path = official_path(folder, "G", epoch)
     load_official_network(
-        generator.generator, official_path(folder, "G", epoch), "G", generator_official_name(generator.generator), c,
+        generator.generator, read_official_file(path, "G"), path, "G", generator_official_name(generator.generator), c,
         "set model.networks.<global|local> (ngf, n_downsampling/n_downsample_global, n_blocks...) and stage.generator "
         "to the official --netG, --ngf, --n_downsample_global, --n_blocks_global, --n_blocks_local it was trained with")
     done.append(f"G -> netG.generator ({type(generator.generator).__name__})")
     if face_generator is not None:
+        path = official_path(folder, "Gface", epoch)
         load_official_network(
-            face_generator.generator, official_path(folder, "Gface", epoch), "Gface",
+            face_generator.generator, read_official_file(path, "Gface"), path, "Gface",
             generator_official_name(face_generator.generator), c,
             "the official faceGen (--faceGtype global) is define_G(6, 3, 64, 'global', 3, 5): keep "
             "model.networks.face_generator at ngf 64, n_downsampling 3, n_blocks 5 (--faceGtype unet is not supported)")
@@ -214,14 +222,11 @@ def load_official_edn(folder: str | os.PathLike, generator: TemporalGenerator, d
             continue
         if not isinstance(net, discs.MultiscaleDiscriminator):
             raise TypeError(f"official {label}: expected a MultiscaleDiscriminator, got {type(net).__name__}")
+        state = read_official_file(path, label)
         if build_name is None:
-            from networks.official import strip_data_parallel
-            from networks.weights import read_state_dict
-
-            keys = strip_data_parallel(read_state_dict(path, f"EDN official {label}"))
-            name = discriminator_official_name(net, any(k.startswith("scale") for k in keys))  # getIntermFeat
+            name = discriminator_official_name(net, any(k.startswith("scale") for k in state))  # getIntermFeat
         else:
             name = build_name(net)
-        load_official_network(net, path, label, name, (2 if label == "D" else 1) * c, fix)
+        load_official_network(net, state, path, label, name, (2 if label == "D" else 1) * c, fix)
         done.append(f"{label} -> {'netDT (temporal D)' if label == 'D' else 'faceD'}")
     return done

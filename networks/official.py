@@ -29,6 +29,17 @@ def strip_data_parallel(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return dict(state)
 
 
+def with_step_counters(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` with a zero batch-norm step counter (``num_batches_tracked``) beside every ``running_mean`` that has
+    none: PyTorch < 0.4.1, which wrote the released X2Face and EDN files, did not save them (the counter only matters
+    with ``momentum=None``)."""
+    out = dict(state)
+    for key in state:
+        if key.endswith(".running_mean"):
+            out.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.zeros((), dtype=torch.long))
+    return out
+
+
 def _shown(keys: list[str]) -> str:
     more = f" (+{len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else ""
     return ", ".join(keys[:_SHOWN]) + more

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from networks.official import with_step_counters
 from networks.weights import read_state_dict
 
 
@@ -265,12 +266,8 @@ def load_official(model: X2Face, path: str) -> None:
     state = read_state_dict(path, "X2Face (official x2face_model.pth)")
     if "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
-    ours = official_to_ours(state)
+    ours = official_to_ours(with_step_counters(state))  # the released weights are from PyTorch < 0.4.1
     target = model.state_dict()
-    # PyTorch < 0.4.1 (the released weights) saved no batch-norm step counter; it only matters with momentum=None
-    for key in target:
-        if key.endswith(".num_batches_tracked") and key not in ours:
-            ours[key] = torch.zeros_like(target[key])
     missing = sorted(set(target) - set(ours))
     bad = sorted(k for k in ours if k in target and ours[k].shape != target[k].shape)
     unknown = sorted(set(ours) - set(target))

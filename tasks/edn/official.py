@@ -13,18 +13,18 @@ the file's netG), else ``global`` or ``local`` after netG. The keys of each netw
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
 from networks import pix2pixhd_official as official
-from networks.edn import OFFICIAL_LABELS
-from networks.official import OfficialWeightsError
+from networks.edn import OFFICIAL_LABELS, face_discriminator_key
+from networks.official import OfficialWeightsError, with_step_counters
 from tasks.import_official import ImportPlan, Part
 
 LABELS = ("Gface", "Dface", "G", "D")  # longest first: "net_Gface" also contains "net_G"
@@ -53,15 +53,6 @@ def _label(path: str) -> str:
             return label
     raise OfficialWeightsError(f"task.files: {path} is not named <epoch>_net_<G|D|Gface|Dface>.pth as the official "
                                f"save_network names its files: rename it to say which network it holds")
-
-
-def _with_step_counters(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Batch-norm step counters that PyTorch < 0.4.1 did not save, set to 0."""
-    out = dict(state)
-    for key in state:
-        if key.endswith(".running_mean"):
-            out.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.zeros((), dtype=torch.long))
-    return out
 
 
 def _prefixed(name: Callable[[str], str], prefix: str = "generator.") -> Callable[[str], str]:
@@ -128,9 +119,9 @@ def plan(states: Mapping[str, Mapping[str, Tensor]], given: Mapping[str, Any], t
             fd = _face_d_options(dstate, dpath)
             keys.update({"model.networks.face_discriminator.ndf": fd["ndf"],
                          "model.networks.face_discriminator.n_layers": fd["n_layers"]})
-            n_layers = fd["n_layers"]
-            parts.append(Part("faceD", _with_step_counters(dstate), lambda k: "facemodel." + official.discriminator_key(
-                k, 1, n_layers, False).split(".", 1)[1], dpath, OFFICIAL_LABELS["Dface"]))
+            parts.append(Part("faceD", with_step_counters(dstate), functools.partial(face_discriminator_key,
+                                                                                     n_layers=fd["n_layers"]),
+                              dpath, OFFICIAL_LABELS["Dface"]))
         else:
             notes.append("no latest_net_Dface.pth: the face D is freshly initialised")
         if "D" in by_label:
