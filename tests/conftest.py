@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -60,6 +60,17 @@ TINY_LST = [
     "model.networks.loss_network.weights=null",
     "model.networks.loss_network.layers=[relu1_1,relu2_1,relu3_1,relu4_1]",
 ]
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one intra-op thread for the test, restored after: tiny tensors gain nothing from threads, and on a
+    busy 2-core machine two spinning threads make each op 5-20x slower (a module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -21,13 +21,7 @@ from tasks.config import compose_config
 from tests.edn_configs import TINY_EDN
 from tests.tasks.test_import_official import OfficialGlobal, OfficialLocal, OfficialMultiscaleD, save
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class OfficialFaceD(nn.Module):

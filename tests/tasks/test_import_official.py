@@ -28,12 +28,7 @@ from tests.conftest import TINY_LST, compose_config
 LABEL_NC, FEAT = 5, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------ official layouts, re-stated

@@ -37,14 +37,7 @@ from tests.tasks._video import read_video, write_video
 LEVEL = "r31"  # the lighter model keeps the tests fast; stride 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine two spinning threads make each
-    op 5-20x slower; the module-scoped fixtures build their networks under the conftest's setting, which is fine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lst_config(run_dir, *overrides: str, level: str = LEVEL):
