@@ -13,7 +13,6 @@ from typing import Any
 from PIL import Image
 
 from datamodules.video import FrameSource as _SharedFrameSource
-from datamodules.video import av_module
 
 CACHE_META = "frames.json"
 
@@ -90,19 +89,18 @@ def _decode_into(source: FrameSource, size: tuple[int, int], folder: str, stamp:
                  key: str) -> dict[str, Any]:
     """Every frame of ``source`` resized to ``size`` as ``frame%06d.png`` in ``folder``, then ``frames.json``."""
     h, w = size
-    av = av_module()
     count, frame_size = 0, None
-    try:
-        for frame in source:
-            frame_size = frame.shape[:2]
-            img = Image.fromarray(frame)
-            if frame_size != (h, w):
-                img = img.resize((w, h), Image.BICUBIC)
+    for frame in source:  # a frame that does not decode: the shared reader's message (key, path, frame index)
+        frame_size = frame.shape[:2]
+        img = Image.fromarray(frame)
+        if frame_size != (h, w):
+            img = img.resize((w, h), Image.BICUBIC)
+        try:
             img.save(os.path.join(folder, f"frame{count:06d}.png"))
-            count += 1
-    except (av.error.FFmpegError, OSError) as err:
-        raise ValueError(f"cannot decode frame {count} of {key}={source.path}: {err}; pass a video file FFmpeg "
-                         "decodes or a folder of frames") from err
+        except OSError as err:
+            raise ValueError(f"cannot write frame {count} of {key}={source.path} into the frame cache {folder}: "
+                             f"{err}; set dataset.frame_cache=<a writable folder with space>") from err
+        count += 1
     if not count:
         raise ValueError(f"{key}={source.path} has no decodable frames; pass a video file FFmpeg decodes or a "
                          "folder of frames")
