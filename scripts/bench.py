@@ -48,7 +48,7 @@ def _sync(device: str) -> None:
 def bench_one(model: str, stage: str, size: str, batch: int, steps: int, device: str) -> dict:
     import torch
 
-    from tasks.common import build_module
+    from lightning_modules.factory import build_module
     from tasks.config import compose_config
 
     torch.manual_seed(0)

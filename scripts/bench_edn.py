@@ -79,7 +79,7 @@ def bench_render(n: int = 20) -> list[dict]:
 def bench_transfer(device: str, frames: int) -> list[dict]:
     import torch
 
-    from tasks.common import build_module
+    from lightning_modules.factory import build_module
     from tasks.config import compose_config
 
     rows = []

@@ -253,7 +253,7 @@ def bench_training(size: tuple[int, int], device: str, repeats: int, warmup: int
     from unittest import mock
 
     from datamodules.pix2pixhd import SyntheticScenesDataset
-    from tasks.common import build_module
+    from lightning_modules.factory import build_module
     from tasks.config import compose_config
 
     stage = "local" if device.startswith("cuda") else "global"

@@ -48,7 +48,7 @@ def save_checkpoint(module, path: Path) -> str:
 
 
 def pix2pixhd_checkpoint(folder: Path, overrides: list[str]) -> str:
-    from tasks.common import build_module
+    from lightning_modules.factory import build_module
     from tasks.config import compose_config
 
     cfg = compose_config(["trainer=cpu", *overrides], folder / "run")
@@ -58,7 +58,7 @@ def pix2pixhd_checkpoint(folder: Path, overrides: list[str]) -> str:
 
 
 def lst_checkpoint(folder: Path) -> str:
-    from tasks.common import build_module
+    from lightning_modules.factory import build_module
     from tasks.config import compose_config
 
     cfg = compose_config(["model=lst", "stage=transform", "trainer=cpu", "model.networks.encoder.weights=null",

@@ -124,7 +124,7 @@ def build_official(off: types.ModuleType, size: dict[str, Any], stage: str, seed
 
 
 def build_ours(size: dict[str, Any], stage: str, folder: Path) -> Any:
-    from tasks.common import build_module
+    from lightning_modules.factory import build_module
     from tasks.config import compose_config
 
     gl, lo, d, fg = size["global"], size["local"], size["D"], size["face_G"]

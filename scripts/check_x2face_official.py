@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     randomize(official, args.seed)
     optimizer = torch.optim.SGD(official.parameters(), lr=1e-3, momentum=0.9)  # train_model.py's checkpoint format
 
+    from lightning_modules.factory import build_module
     from networks.x2face import ours_to_official
-    from tasks.common import build_module
     from tasks.config import compose_config
 
     with tempfile.TemporaryDirectory() as tmp:

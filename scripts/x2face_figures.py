@@ -34,8 +34,9 @@ sys.path.insert(0, str(REPO_ROOT))
 def _load(run_dir: str):
     from omegaconf import OmegaConf
 
-    from tasks.common import build_datamodule, load_for_inference
+    from tasks.builders import build_datamodule
     from tasks.config import register_resolvers
+    from tasks.inference import load_for_inference
 
     register_resolvers()
     cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")

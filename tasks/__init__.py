@@ -2,8 +2,9 @@
 ``conf/task/<name>.yaml``'s ``fn`` key.
 
 Shared by every paper (this folder): ``train``, ``test`` (:mod:`tasks.evaluate`), ``summary``;
-:mod:`tasks.common` holds what they share (building the module, data, trainer and loggers; loading checkpoints;
-picking the device) and :mod:`tasks.config` the start-up validation.
+what they share is split by concern: :mod:`tasks.builders` (datamodule, callbacks, trainer), :mod:`tasks.run_logs`
+(loggers and their bookkeeping), :mod:`tasks.resume` (the checkpoint a run resumes from) and :mod:`tasks.inference`
+(the checkpoint of an inference task, the device, progress bars); :mod:`tasks.config` holds the start-up validation.
 A paper's own tasks live in ``tasks/<paper>/``: ``pix2pixhd/cluster_features``, ``pix2pixhd/predict``, ``lst/stylize``,
 ``lst/stylize_video``, ``lst/export``.
 

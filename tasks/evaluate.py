@@ -27,16 +27,9 @@ from omegaconf import DictConfig
 
 from datamodules.files import atomic_write_text
 from datamodules.visualize import image_grid, save_grid
-from tasks.common import (
-    build_datamodule,
-    build_loggers,
-    build_trainer,
-    inference_device,
-    load_for_inference,
-    progress,
-    require_checkpoint,
-    to_device,
-)
+from tasks.builders import build_datamodule, build_trainer
+from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint, to_device
+from tasks.run_logs import build_loggers
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
 from datamodules.files import atomic_path
+from lightning_modules.factory import build_module, resolved_config
 from networks.official import map_official_state, strip_data_parallel
 from networks.weights import read_state_dict
-from tasks.common import build_module, resolved_config
 from tasks.config import CONF_DIR
 
 log = logging.getLogger(__name__)

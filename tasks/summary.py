@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from datamodules.transforms import training_size
-from tasks.common import build_module
+from lightning_modules.factory import build_module
 
 
 def _shape(x: Any) -> str:

@@ -9,16 +9,11 @@ from typing import Any
 from omegaconf import DictConfig
 
 from lightning_modules.callbacks import SampleGridCallback, checkpoint_training_steps, training_steps
+from lightning_modules.factory import build_module, resolved_config
 from lightning_modules.stages import StageError, read_checkpoint
-from tasks.common import (
-    build_callbacks,
-    build_datamodule,
-    build_loggers,
-    build_module,
-    build_trainer,
-    resolve_resume_path,
-    resolved_config,
-)
+from tasks.builders import build_callbacks, build_datamodule, build_trainer
+from tasks.resume import resolve_resume_path
+from tasks.run_logs import build_loggers
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ import pytorch_lightning as pl
 import torch
 
 from datamodules.files import atomic_torch_save
-from tasks.common import WANDB_ID_FILE, resolve_resume_path
+from tasks.resume import resolve_resume_path
+from tasks.run_logs import WANDB_ID_FILE
 from tasks.train import train
 from tests.conftest import REPO_ROOT, TINY_PIX2PIXHD
 

@@ -135,7 +135,7 @@ def test_resuming_with_other_settings_warns_with_each_difference(make_config, tm
 
     import torch
 
-    from tasks.common import build_module, resolved_config
+    from lightning_modules.factory import build_module, resolved_config
     from tasks.train import warn_changed_settings
 
     cfg = make_config()
@@ -159,7 +159,7 @@ def test_a_resume_keeps_the_original_hydra_record() -> None:
 def test_progress_bars_show_on_a_terminal_and_stay_quiet_otherwise(monkeypatch) -> None:
     import io
 
-    from tasks.common import progress
+    from tasks.inference import progress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

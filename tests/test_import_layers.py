@@ -27,7 +27,7 @@ def test_imports_point_one_way() -> None:
 def test_an_upward_import_is_reported(tmp_path) -> None:
     graph_module = _graph_module()
     (tmp_path / "networks").mkdir()
-    (tmp_path / "networks" / "bad.py").write_text("from tasks.common import build_module\n")
+    (tmp_path / "networks" / "bad.py").write_text("from tasks.train import train\n")
     (tmp_path / "run.py").write_text("import tasks\n")
     graph = graph_module.import_graph(tmp_path)
     assert graph_module.upward_edges(graph) == [("networks", "tasks")]

@@ -26,7 +26,7 @@ CONF = Path(CONF_DIR)
 PAPERS = sorted({p.stem for p in (CONF / "model").glob("*.yaml")} | {"edn", "x2face"})
 PAPER_WORD = re.compile(r"\b(" + "|".join(PAPERS) + r")\b", re.IGNORECASE)
 # modules every paper goes through: they must not branch on a paper's name
-SHARED_MODULES = ["run.py", "tasks/__init__.py", "tasks/common.py", "tasks/config.py", "tasks/train.py",
+SHARED_MODULES = ["run.py", "tasks/__init__.py", "tasks/builders.py", "tasks/run_logs.py", "tasks/resume.py", "tasks/inference.py", "lightning_modules/factory.py", "tasks/config.py", "tasks/train.py",
                   "tasks/evaluate.py", "tasks/summary.py", "lightning_modules/base.py", "lightning_modules/stages.py",
                   "lightning_modules/callbacks.py", "datamodules/base.py", "datamodules/files.py",
                   "datamodules/visualize.py", "losses/conditional_gan.py"]

@@ -66,7 +66,7 @@ class EDNTestMetrics:
     def bank(self) -> tuple[np.ndarray, torch.Tensor]:
         """Poses [N, 25, 3] and real frames [N, 3, H, W] of the training pairs' first frames."""
         if self._bank is None:
-            from tasks.common import build_datamodule
+            from tasks.builders import build_datamodule
 
             dm = build_datamodule(self.cfg)
             dm.setup("fit")

@@ -46,7 +46,7 @@ from datamodules.edn.synthetic import SUBJECTS, dance_sequence, render_photo
 from datamodules.edn.video import FrameSource
 from datamodules.transforms import training_size
 from datamodules.video import VideoWriter
-from tasks.common import inference_device, load_for_inference, require_checkpoint
+from tasks.inference import inference_device, load_for_inference, require_checkpoint
 
 log = logging.getLogger(__name__)
 

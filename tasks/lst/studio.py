@@ -22,7 +22,7 @@ from fastapi import APIRouter, File, Request, UploadFile
 from pydantic import BaseModel
 
 from networks.lst import LinearStylizer, StyleCode
-from tasks.common import inference_device
+from tasks.inference import inference_device
 from tasks.lst.photoreal import check_guided_filter_args, guided_filter
 from tasks.lst.stylize import check_alpha, load_stylizer, min_image_side
 from tasks.studio.errors import bad_request, conflict

@@ -46,8 +46,8 @@ from datamodules.transforms import verify_image
 from datamodules.visualize import save_grid
 from lightning_modules.stages import StageError, read_checkpoint
 from networks.lst import LEVEL_STRIDE, LinearStylizer, StyleCode
-from tasks.common import inference_device, load_for_inference, progress, require_checkpoint
 from tasks.config import ConfigError
+from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint
 from tasks.lst.photoreal import SPN_NOTE, check_guided_filter_args, guided_filter
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from PIL import Image
 
 from datamodules.video import FrameSource, VideoWriter
 from datamodules.visualize import save_grid
-from tasks.common import inference_device, progress
+from tasks.inference import inference_device, progress
 from tasks.lst.stylize import (
     check_alpha,
     check_short_side,

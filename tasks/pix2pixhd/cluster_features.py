@@ -27,14 +27,8 @@ from torch.utils.data import DataLoader, Subset
 from datamodules.files import atomic_torch_save
 from lightning_modules.stages import read_checkpoint
 from networks.pix2pixhd import instance_mean_features
-from tasks.common import (
-    build_datamodule,
-    inference_device,
-    load_for_inference,
-    progress,
-    require_checkpoint,
-    to_device,
-)
+from tasks.builders import build_datamodule
+from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint, to_device
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from datamodules.files import atomic_path
-from tasks.common import load_for_inference, require_checkpoint
+from tasks.inference import load_for_inference, require_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -22,14 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from datamodules.visualize import save_grid, to_unit_range
-from tasks.common import (
-    build_datamodule,
-    inference_device,
-    load_for_inference,
-    progress,
-    require_checkpoint,
-    to_device,
-)
+from tasks.builders import build_datamodule
+from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint, to_device
 
 log = logging.getLogger(__name__)
 

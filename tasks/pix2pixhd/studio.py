@@ -35,7 +35,8 @@ from datamodules.pix2pixhd.instances import INSTANCE_ID_MULTIPLIER, instance_cla
 from datamodules.pix2pixhd.label_folder import LabelFolderDataset
 from datamodules.transforms import image_to_tensor
 from datamodules.visualize import colorize_labels, label_palette, to_unit_range
-from tasks.common import build_datamodule, inference_device, load_for_inference
+from tasks.builders import build_datamodule
+from tasks.inference import inference_device, load_for_inference
 from tasks.studio.errors import bad_request, conflict
 from tasks.studio.images import data_url, decode_image, id_map_png, tensor_png
 from tasks.studio.panels import Panel

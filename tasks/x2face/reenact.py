@@ -27,8 +27,8 @@ from PIL import Image
 from datamodules.transforms import read_image
 from datamodules.video import FrameSource, VideoWriter
 from datamodules.x2face.audio import AudioFeatures, read_wav
-from tasks.common import inference_device, load_for_inference, progress, require_checkpoint
 from tasks.config import ConfigError
+from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint
 
 log = logging.getLogger(__name__)
 

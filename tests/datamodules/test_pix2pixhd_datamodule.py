@@ -167,7 +167,7 @@ def test_crop_and_scale_width_modes(tmp_path):
 
 def test_instantiates_from_the_hydra_dataset_config(make_config):
     """The datamodule accepts every key of the lead's dataset config (as build_datamodule passes them)."""
-    from tasks.common import build_datamodule
+    from tasks.builders import build_datamodule
 
     cfg = make_config("dataset.num_train=2")
     dm = build_datamodule(cfg)

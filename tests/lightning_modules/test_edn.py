@@ -10,8 +10,9 @@ import sys
 import pytest
 import torch
 
+from lightning_modules.factory import build_module
 from lightning_modules.stages import StageError
-from tasks.common import build_datamodule, build_module
+from tasks.builders import build_datamodule
 from tasks.config import ConfigError, compose_config, validate_config
 from tasks.train import train
 from tests.conftest import REPO_ROOT

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from datamodules.lst import SyntheticImages
+from lightning_modules.factory import build_module
 from lightning_modules.lst import LSTModule
 from lightning_modules.stages import StageError
 from networks.lst import LinearStylizer
-from tasks.common import build_module
 from tasks.config import ConfigError, validate_config
 from tasks.summary import summarize
 from tasks.train import train

@@ -9,8 +9,8 @@ import torch
 
 from datamodules.pix2pixhd import SyntheticScenesDataset
 from lightning_modules.base import constant_then_linear_decay
+from lightning_modules.factory import build_module
 from lightning_modules.stages import StageError
-from tasks.common import build_module
 from tasks.config import validate_config
 from tasks.train import train
 

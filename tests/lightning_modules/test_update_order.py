@@ -17,7 +17,7 @@ from pytorch_lightning.plugins.precision import MixedPrecision
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.pix2pixhd import SyntheticScenesDataset
-from tasks.common import build_module
+from lightning_modules.factory import build_module
 
 # fp32 on the same machine: the module and the hand reference run the same kernels in another grouping
 FP32_ATOL = 1e-5

@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+from lightning_modules.factory import build_module
 from lightning_modules.stages import StageError, read_checkpoint
-from tasks.common import build_datamodule, build_module
+from tasks.builders import build_datamodule
 from tasks.config import ConfigError, validate_config
 from tasks.summary import summarize
 from tasks.train import train
@@ -151,7 +152,7 @@ def test_pose_and_audio_regressions_beat_a_constant(chain, tmp_path) -> None:
 def test_pose_and_audio_driving(chain, tmp_path) -> None:
     cfg = _cfg(tmp_path, "stage=audio_code", f"stage.init_from={chain['pose_code']}")
     module = build_module(cfg)
-    from tasks.common import load_for_inference
+    from tasks.inference import load_for_inference
     module = load_for_inference(cfg, chain["audio_code"])
     batch = _batch(cfg, split="test")
     src = batch["source"][:, 0]
@@ -387,7 +388,7 @@ def test_mouth_probe_on_hand_made_data(chain, tmp_path) -> None:
     ~0 error and correlation 1, the constant's MAE is the training mean's; on the chain's audio_code checkpoint, a
     mouth opening made an exact linear function of the true driving vectors is read back from them (the ceiling row)
     and the reenactment row is the probe applied to ``vector_for_audio``."""
-    from tasks.common import load_for_inference
+    from tasks.inference import load_for_inference
 
     fig = _figures_script()
     gen = torch.Generator().manual_seed(0)

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
+from lightning_modules.factory import build_module
 from networks.official import OfficialWeightsError
-from tasks.common import build_module
 from tasks.config import compose_config
 from tests.edn_configs import TINY_EDN
 from tests.tasks.test_import_official import OfficialGlobal, OfficialLocal, OfficialMultiscaleD, save
@@ -123,8 +123,8 @@ def test_face_d_is_the_official_batch_norm_d_without_feature_matching() -> None:
 
 def test_import_official_writes_a_face_stage_checkpoint(tmp_path) -> None:
     from lightning_modules.stages import read_checkpoint
-    from tasks.common import load_for_inference
     from tasks.import_official import import_official
+    from tasks.inference import load_for_inference
 
     folder = tmp_path / "MY_MODEL_NAME_face"
     folder.mkdir()
@@ -154,8 +154,8 @@ def test_import_official_writes_a_face_stage_checkpoint(tmp_path) -> None:
 
 def test_import_official_global_stage_with_the_temporal_d(tmp_path) -> None:
     from lightning_modules.stages import read_checkpoint
-    from tasks.common import load_for_inference
     from tasks.import_official import import_official
+    from tasks.inference import load_for_inference
 
     g, d = OfficialGlobal(6, ngf=4, n_down=2, n_blocks=1), OfficialMultiscaleD(12, ndf=4, n_layers=2, num_d=3)
     save(g, tmp_path / "latest_net_G.pth")

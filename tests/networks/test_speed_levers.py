@@ -11,9 +11,9 @@ import copy
 import pytest
 import torch
 
+from lightning_modules.factory import build_module
 from lightning_modules.speed import apply_speed, apply_speed_config, networks_of
 from networks.lst import LinearStylizer, LinearTransform, VGGDecoder, VGGEncoder
-from tasks.common import build_module
 
 REORDER_ATOL = 1e-5
 

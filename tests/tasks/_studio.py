@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from tasks.common import build_module
+from lightning_modules.factory import build_module
 from tests.conftest import TINY_LST, compose_config
 
 PIX2PIXHD_SIZE = 64  # stage global generates at half of dataset.image_size

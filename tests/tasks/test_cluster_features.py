@@ -10,8 +10,9 @@ import torch
 
 from datamodules.pix2pixhd import SyntheticScenesDataset
 from networks.pix2pixhd import instance_mean_features
-from tasks.common import build_datamodule, load_for_inference
+from tasks.builders import build_datamodule
 from tasks.config import ConfigError, validate_config
+from tasks.inference import load_for_inference
 from tasks.pix2pixhd.cluster_features import (
     centers_path,
     cluster_features,

@@ -8,7 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from tasks.common import build_datamodule, build_module, build_strategy
+from lightning_modules.factory import build_module
+from tasks.builders import build_datamodule, build_strategy
 from tasks.config import CONF_DIR, ConfigError, validate_config
 from tests.conftest import compose_config
 

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from datamodules.visualize import to_unit_range
-from tasks.common import build_datamodule, load_for_inference
+from tasks.builders import build_datamodule
 from tasks.config import ConfigError, validate_config
 from tasks.evaluate import test as run_test
+from tasks.inference import load_for_inference
 
 HUB = os.path.join(torch.hub.get_dir(), "checkpoints")
 ALEXNET = os.path.join(HUB, "alexnet-owt-7be5be79.pth")

@@ -18,11 +18,12 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lightning_modules.factory import build_module
 from lightning_modules.stages import StageError, read_checkpoint
 from networks.official import OfficialWeightsError
 from tasks.cli import checkpoint_overrides
-from tasks.common import build_module, load_for_inference
 from tasks.import_official import import_official
+from tasks.inference import load_for_inference
 from tests.conftest import TINY_LST, compose_config
 
 LABEL_NC, FEAT = 5, 3

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from omegaconf import open_dict
 from PIL import Image
 
+from lightning_modules.factory import build_module
 from lightning_modules.stages import StageError
 from networks.lst import LinearStylizer
-from tasks.common import build_module
 from tasks.config import ConfigError, validate_config
 from tasks.lst.export import export
 from tasks.lst.photoreal import guided_filter

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from tasks.common import build_datamodule
+from tasks.builders import build_datamodule
 from tasks.config import ConfigError, validate_config
 from tasks.pix2pixhd.predict import parse_cluster_index, predict
 

@@ -1,0 +1,78 @@
+"""What the inference tasks share: the checkpoint of ``task.ckpt_path``, the device, progress bars."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from lightning_modules.base import SynthesisModule
+from lightning_modules.factory import build_module
+from lightning_modules.stages import StageError, read_checkpoint
+
+
+def load_for_inference(cfg: DictConfig, ckpt_path: str) -> SynthesisModule:
+    """Build the module of the configured model/stage and load a checkpoint's weights strictly."""
+    ckpt = read_checkpoint(ckpt_path)
+    meta = ckpt.get("condsynth", {})
+    if meta.get("model") not in (None, cfg.model.name):
+        raise StageError(f"{ckpt_path} is a '{meta.get('model')}' checkpoint; run with model={meta.get('model')}")
+    if meta.get("stage") not in (None, cfg.stage.name):
+        raise StageError(
+            f"{ckpt_path} was trained in stage '{meta.get('stage')}', but this run builds stage '{cfg.stage.name}': "
+            f"add stage={meta.get('stage')} so the networks match"
+        )
+    module = build_module(cfg, for_inference=True)
+    state = module.restore_non_persistent(dict(ckpt["state_dict"]))
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise StageError(
+            f"{ckpt_path} does not fit the configured networks: missing {list(missing)[:5]}, unexpected "
+            f"{list(unexpected)[:5]}; use the same model sizes (size=..., model.*) as the training run"
+        )
+    module.eval()
+    return module
+
+
+# ------------------------------------------------------------------------------- inference helpers
+def progress(iterable: Any, desc: str, total: int | None = None, unit: str = "it") -> Any:
+    """A progress bar (items done, rate, ETA) on stderr for a long task's loop; quiet when stderr is not a terminal
+    (CI, logs, pipes)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    if total is None:
+        try:
+            total = len(iterable)
+        except TypeError:
+            total = None
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not sys.stderr.isatty(), leave=False,
+                dynamic_ncols=True)
+
+
+
+def require_checkpoint(cfg: DictConfig) -> str:
+    """``cfg.task.ckpt_path`` as a string, or a clear error naming the path when it is not a file."""
+    path = cfg.task.get("ckpt_path")
+    if path is None or not os.path.isfile(str(path)):
+        raise FileNotFoundError(
+            f"task.ckpt_path={path} does not exist; pass the path of a trained checkpoint "
+            f"(e.g. outputs/train/<model>_<stage>/latest/checkpoints/last.ckpt)"
+        )
+    return str(path)
+
+
+def inference_device(cfg: DictConfig) -> torch.device:
+    """CUDA when available and the trainer config does not ask for the CPU."""
+    accelerator = str(cfg.get("trainer", {}).get("accelerator", "auto"))
+    if accelerator != "cpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
