@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from lightning_modules.checkpoints import META_KEY, write_meta
 from lightning_modules.stages import StageSpec, apply_freezing, load_stage_checkpoint
 
 log = logging.getLogger(__name__)
@@ -294,17 +295,44 @@ class SynthesisModule(pl.LightningModule):
         prefixes = self.non_persistent_prefixes()
         for key in [k for k in state if prefixes and k.startswith(prefixes)]:
             del state[key]
-        checkpoint["condsynth"] = {
-            "model": self.model_name,
-            "stage": self.stage_spec.name,
-            "config": self.run_config,
-        }
+        write_meta(checkpoint, self.model_name, self.stage_spec.name, self.run_config)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        meta = checkpoint.get("condsynth", {})
+        meta = checkpoint.get(META_KEY, {})
         if meta.get("model") not in (None, self.model_name):
             raise ValueError(f"checkpoint is for model '{meta.get('model')}', this run is '{self.model_name}'")
         self.restore_non_persistent(checkpoint.get("state_dict", {}))
+
+    # --- inference ------------------------------------------------------------------------------------
+    def training_only_modules(self) -> list[nn.Module]:
+        """Networks that only training uses (discriminators); :meth:`drop_training_networks` removes them."""
+        return []
+
+    def drop_training_networks(self) -> None:
+        """Remove :meth:`training_only_modules` (after loading: their weights are in the checkpoint), so an
+        inference model holds its generators only."""
+        drop = {id(m) for m in self.training_only_modules() if m is not None}
+        for parent in list(self.modules()):
+            for name, child in list(parent.named_children()):
+                if id(child) in drop:
+                    setattr(parent, name, None)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+                             strict: bool | None = None, **kwargs: Any) -> Any:
+        """Lightning's spelling of :func:`lightning_modules.loading.load`: the module rebuilt from the config stored
+        in the checkpoint (through ``conf/``, safely), in eval mode, without training-only networks unless
+        ``training_networks=True``. Stops when the checkpoint is of another paper than ``cls``."""
+        from lightning_modules.checkpoints import CheckpointError
+        from lightning_modules.loading import load
+
+        device = map_location if isinstance(map_location, (str, torch.device)) else None
+        module = load(checkpoint_path, device=device, **kwargs)
+        if not isinstance(module, cls):
+            raise CheckpointError(f"{checkpoint_path} is a '{module.model_name}' checkpoint, not a {cls.__name__} "
+                                  f"one: use {type(module).__name__}.load_from_checkpoint or "
+                                  f"lightning_modules.load")
+        return module
 
     def restore_non_persistent(self, state: dict[str, Any]) -> dict[str, Any]:
         """Fill the keys ``on_save_checkpoint`` left out with this module's current values (in place)."""
@@ -350,6 +378,9 @@ class GANModule(SynthesisModule):
 
     def discriminator_modules(self) -> list[nn.Module]:
         raise NotImplementedError
+
+    def training_only_modules(self) -> list[nn.Module]:
+        return self.discriminator_modules()
 
     def prepare_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """Encode inputs once and run the generator; the result is shared by both loss hooks."""

@@ -114,6 +114,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         atomic_torch_save(checkpoint, str(path))
 
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        """Resume reads through the one safe reader (``weights_only=True`` whatever the caller asks), uncached:
+        the optimizers update what they are given in place."""
+        from lightning_modules.checkpoints import read_checkpoint
+
+        return read_checkpoint(str(path), cached=False)
+
 
 def requeue_signal() -> signal.Signals:
     """The signal submitit asks SLURM to send before the time limit (``--signal=USR2@signal_delay_s``), and the one

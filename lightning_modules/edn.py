@@ -29,11 +29,14 @@ from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from datamodules.edn.datamodule import to_signed_tensor
 from datamodules.visualize import to_unit_range
 from lightning_modules.base import GANModule, OptimizerFactory
+from lightning_modules.inference_io import as_images
 from losses.conditional_gan import ConditionalGANObjective
 from networks.edn import FaceResidualGenerator, TemporalGenerator, crop_boxes, load_official_edn, paste_boxes
 
@@ -163,6 +166,9 @@ class EDNModule(GANModule):
 
     def discriminator_modules(self) -> list[nn.Module]:
         return [self.faceD] if self.face_stage else [self.netD, self.netDT]
+
+    def training_only_modules(self) -> list[nn.Module]:
+        return [d for d in (self.netD, self.netDT, self.faceD) if d is not None]
 
     def ema_source(self) -> nn.Module:
         return self.faceG if self.face_stage else self.netG
@@ -299,6 +305,27 @@ class EDNModule(GANModule):
         self.check_size(label)
         body = self.inference_generator()(label, previous)
         return self.refine_face(label, body, face_box)
+
+    @torch.no_grad()
+    def transfer(self, poses: Any, face_boxes: Any = None) -> torch.Tensor:
+        """Python API (``lightning_modules.load``): a sequence of rendered pose images (``datamodules.edn.render``:
+        uint8 ``H x W x 3`` arrays or PIL images as ``task=transfer`` renders them, or ``[T, 3, H, W]`` tensors in
+        [0, 1]) -> the target person's frames ``[T, 3, H, W]`` in [0, 1], each conditioned on the previous output
+        (official ``test_fullts.py``). ``face_boxes``: one ``[cx, cy, side]`` per frame for the face residual
+        (stage face; ``datamodules.edn.datamodule.face_box``)."""
+        items = list(poses) if isinstance(poses, (list, tuple)) or (isinstance(poses, torch.Tensor)
+                                                                     and poses.dim() == 4) else [poses]
+        boxes = None if face_boxes is None else torch.as_tensor(face_boxes, dtype=torch.long, device=self.device)
+        previous, frames = None, []
+        for t, pose in enumerate(items):
+            if isinstance(pose, torch.Tensor):
+                label = as_images(pose, self.device) * 2 - 1
+            else:  # uint8 pixels, scaled exactly as the data and task=transfer scale them
+                pixels = np.asarray(pose.convert("RGB") if hasattr(pose, "convert") else pose)
+                label = to_signed_tensor(pixels)[None].to(self.device)
+            previous = self.next_frame(label, previous, None if boxes is None else boxes[t: t + 1])
+            frames.append(to_unit_range(previous))
+        return torch.cat(frames)
 
     @torch.no_grad()
     def generate_pair(self, batch: Mapping[str, Any]) -> torch.Tensor:

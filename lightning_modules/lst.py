@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules.base import OptimizerFactory, SynthesisModule
+from lightning_modules.inference_io import as_images
 from losses._frozen import build
 from networks.lst import LinearStylizer, LinearTransform, VGGDecoder, VGGEncoder, check_parts_fit
 
@@ -84,6 +85,16 @@ class LSTModule(SynthesisModule):
     def stylizer(self) -> LinearStylizer:
         """Encoder + transformation + decoder of this module (shared, not copied) for inference."""
         return LinearStylizer(self.encoder, self.transform, self.decoder)
+
+    @torch.no_grad()
+    def stylize(self, content: Any, style: Any, alpha: float = 1.0) -> torch.Tensor:
+        """Python API (``lightning_modules.load``): ``content`` in the style of ``style`` (one style image, or one
+        per content), ``[B, 3, H, W]`` in [0, 1]; ``alpha`` blends the content's features back (paper §4). Inputs:
+        tensors in [0, 1], PIL images or NumPy arrays, at the size given (``task=stylize`` resizes first)."""
+        stylizer = self.stylizer()
+        content, style = as_images(content, self.device), as_images(style, self.device)
+        t_style, style_mean = stylizer.style_code(style)
+        return stylizer.stylize_with_code(content, t_style, style_mean, alpha)
 
     # --- losses --------------------------------------------------------------------------------------
     def decoder_terms(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -23,6 +23,7 @@ from torch import nn
 
 from datamodules.visualize import colorize_labels, to_unit_range
 from lightning_modules.base import GANModule, OptimizerFactory
+from lightning_modules.inference_io import as_ids, as_images
 from losses.conditional_gan import ConditionalGANObjective
 from networks.label_encoding import instance_boundary_map, one_hot_labels
 
@@ -265,6 +266,26 @@ class Pix2PixHDModule(GANModule):
             self._warn_if_no_centres(feature_mode)
             feats = self.instance_features(label, inst, batch.get("image"), feature_mode, cluster_index, generator)
         return self.inference_generator()(self.generator_input(label_map, feats))
+
+    @torch.no_grad()
+    def synthesize(self, label: Any, inst: Any = None, image: Any = None, feature_mode: str | None = None,
+                   cluster_index: Mapping[int, int] | int | None = None, feature_seed: int = 0) -> torch.Tensor:
+        """Python API (``lightning_modules.load``): label ids (+ instance ids; + a photo for ``feature_mode=encode``,
+        the default when one is given, else ``random``: per-class K-means centres seeded by ``feature_seed``, as
+        ``task=predict``) -> the generated photos, ``[B, 3, H, W]`` in [0, 1]. Inputs: tensors, PIL images or
+        NumPy arrays (:mod:`lightning_modules.inference_io`)."""
+        batch: dict[str, Any] = {"label": as_ids(label, self.device)}
+        top = int(batch["label"].max())
+        if int(batch["label"].min()) < 0 or top >= self.label_nc:
+            raise ValueError(f"label ids must be in [0, {self.label_nc - 1}] (this model's classes), got up to {top}: "
+                             f"map the ids to the training data's classes")
+        if inst is not None:
+            batch["inst"] = as_ids(inst, self.device)
+        if image is not None:
+            batch["image"] = as_images(image, self.device) * 2 - 1
+        mode = feature_mode or ("encode" if image is not None else "random")
+        generator = torch.Generator().manual_seed(int(feature_seed))
+        return to_unit_range(self.generate(batch, mode, cluster_index, generator))
 
     def _warn_if_no_centres(self, feature_mode: str) -> None:
         """random/cluster features come from the K-means centres; an unclustered model gives zero features."""

@@ -85,27 +85,6 @@ def check_stage_start(spec: StageSpec) -> None:
         )
 
 
-def read_checkpoint(path: str) -> dict[str, Any]:
-    """torch.load a Lightning checkpoint with a clear error for a truncated or foreign file."""
-    import torch
-
-    from networks.official import not_a_checkpoint_hint
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any failure here means the file is unusable
-        raise StageError(
-            f"could not read checkpoint {path}: {err}. The file may be truncated or not a condsynth checkpoint; "
-            f"use another one (checkpoints/ keeps the last and the best)"
-        ) from err
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        hint = not_a_checkpoint_hint(ckpt, path)
-        if hint:
-            raise StageError(hint)
-        raise StageError(f"{path} is not a Lightning checkpoint (no 'state_dict'); pass a condsynth .ckpt file")
-    return ckpt
-
-
 def load_stage_checkpoint(
     module: nn.Module,
     spec: StageSpec,
@@ -119,10 +98,11 @@ def load_stage_checkpoint(
     checkpoint must be used except prefixes in ``expected_unused``. Each group is logged with its reason; anything
     else is an error naming the keys, so a wrong checkpoint never half-loads silently.
     """
+    from lightning_modules.checkpoints import read_record
+
     assert spec.init_from is not None
-    ckpt = read_checkpoint(spec.init_from)
-    meta = ckpt.get("condsynth", {})
-    ck_model, ck_stage = meta.get("model"), meta.get("stage")
+    record = read_record(spec.init_from)
+    ck_model, ck_stage = record.model, record.stage
     if ck_model is not None and ck_model != spec.model:
         raise StageError(
             f"{spec.init_from} was trained with model '{ck_model}', but this run is model '{spec.model}': "
@@ -136,7 +116,7 @@ def load_stage_checkpoint(
     expected_missing = dict(expected_missing or {})
     expected_unused = dict(expected_unused or {})
     source: dict[str, torch.Tensor] = {}
-    for key, value in ckpt["state_dict"].items():
+    for key, value in record.state_dict.items():
         for old, new in spec.key_map.items():
             if key.startswith(old):
                 key = new + key[len(old):]

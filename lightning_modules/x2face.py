@@ -31,10 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datamodules.x2face.audio import AudioFeatures
 from lightning_modules.base import OptimizerFactory, SynthesisModule
-from lightning_modules.stages import StageError, read_checkpoint
+from lightning_modules.checkpoints import read_record
+from lightning_modules.inference_io import as_images
+from lightning_modules.stages import StageError
 from losses.identity import IdentityLoss
-from networks.x2face import DrivingNet, EmbeddingNet, FaceIdentityNet, PoseCode, X2Face, load_official
+from networks.x2face import DrivingNet, EmbeddingNet, PoseCode, X2Face, load_official
 
 log = logging.getLogger(__name__)
 
@@ -105,19 +108,13 @@ def load_identity_network(path: str, factory: Callable[..., nn.Module]) -> nn.Mo
             f"model.identity_weights={path} does not exist: train the identity network first "
             f"(python run.py model=face_id) and pass its checkpoints/last.ckpt, or a VGG-Face state dict")
     if path.endswith(".ckpt"):
-        ckpt = read_checkpoint(path)
-        meta = ckpt.get("condsynth", {})
-        if meta.get("model") != "face_id":
-            raise StageError(f"model.identity_weights={path} is a '{meta.get('model')}' checkpoint; pass a "
+        from lightning_modules.loading import build_from_record
+
+        record = read_record(path)
+        if record.model != "face_id":
+            raise StageError(f"model.identity_weights={path} is a '{record.model}' checkpoint; pass a "
                              f"model=face_id checkpoint (python run.py model=face_id)")
-        sizes = dict(((meta.get("config") or {}).get("model") or {}).get("networks", {}).get("classifier", {}))
-        sizes = {k: v for k, v in sizes.items() if not k.startswith("_") and k != "weights_path"}
-        sizes["num_classes"] = int((meta.get("config") or {}).get("model", {}).get("num_classes",
-                                                                                    sizes.get("num_classes", 1)))
-        net = FaceIdentityNet(**sizes)
-        state = {k[len("classifier."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("classifier.")}
-        net.load_state_dict(state)
-        return net
+        return build_from_record(record).classifier
     return factory(weights_path=path)
 
 
@@ -325,6 +322,39 @@ class X2FaceModule(SynthesisModule):
 
     def target_images(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return batch["driving"]
+
+    @torch.no_grad()
+    def reenact(self, source: Any, driving: Any = None, pose: Any = None, audio: Any = None,
+                fps: float = 25.0) -> torch.Tensor:
+        """Python API (``lightning_modules.load``): drive the source face(s) (up to 3 images, paper §3.4) by one of
+        ``driving`` (frames: tensors in [0, 1], PIL images or arrays), ``pose`` (``[T, 3]`` yaw/pitch/roll in
+        degrees: stage pose_code) or ``audio`` (``(samples, sample_rate)``: stage audio_code, ``fps`` frames per
+        second) -> ``[T, 3, H, W]`` in [0, 1], as ``task=reenact`` generates them."""
+        if sum(x is not None for x in (driving, pose, audio)) != 1:
+            raise ValueError("pass exactly one of driving=, pose= or audio=")
+        sources = as_images(source, self.device)[None]  # [1, K, 3, S, S]
+        self.check_size(sources[0, :1])
+        embedded, _ = self.net.embed(sources)
+        if driving is not None:
+            flows = [self.net.driving(d[None])[0] for d in as_images(driving, self.device)]
+        else:
+            if pose is not None:
+                poses = torch.as_tensor(pose, dtype=torch.float32, device=self.device).reshape(-1, 3)
+                vectors = self.vector_for_pose(sources[:, 0].expand(len(poses), -1, -1, -1), poses)
+            else:
+                samples, rate = audio
+                window = (getattr(self, "run_config", None) or {}).get("dataset", {}).get("audio_window_s")
+                if window is None:
+                    raise ValueError("this model's config has no dataset.audio_window_s (the audio stage's window)")
+                feats = AudioFeatures(window_s=float(window))
+                n = int(len(samples) / rate * fps)
+                if n < 1:
+                    raise ValueError(f"the audio ({len(samples) / rate:.3f} s) gives no frame at {fps:g} fps")
+                feat = torch.stack([feats.at_frame(samples, rate, t, fps) for t in range(n)]).to(self.device)
+                silent = feats.of_window(torch.zeros(feats.window_samples)).to(self.device).expand(n, -1)
+                vectors = self.vector_for_audio(sources[:, 0].expand(n, -1, -1, -1), feat, silent)
+            flows = [self.net.driving.flow_from_vector(vectors[t: t + 1]) for t in range(len(vectors))]
+        return torch.cat([self.net.drive(embedded, flow).clamp(0, 1) for flow in flows])
 
     @torch.no_grad()
     def sample_images(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:

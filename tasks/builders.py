@@ -9,13 +9,14 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_modules.callbacks import AtomicCheckpointIO, PreemptionCheckpoint
+from lightning_modules.factory import safe_instantiate
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     dm_cfg = OmegaConf.to_container(cfg.dataset, resolve=True)
     for key in ("name", "model"):  # bookkeeping keys, not datamodule arguments
         dm_cfg.pop(key, None)
-    return hydra.utils.instantiate(dm_cfg, _convert_="all")
+    return safe_instantiate(dm_cfg, "dataset", _convert_="all")
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -186,56 +187,62 @@ def check_overrides(argv: Sequence[str], conf_dir: str = CONF_DIR) -> None:
                           f"python run.py --cfg job prints every key)")
 
 
+#: a stored value the command line may take from a checkpoint: a plain token (no quoting, brackets, braces,
+#: interpolation or spaces: nothing Hydra's override grammar could read as more than one value)
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:/+-]*$")
+_SAFE_KEY = re.compile(r"^model(\.[A-Za-z][A-Za-z0-9_]*)+$")
+
+
+def safe_override(key: str, value: Any) -> str | None:
+    """``key=value`` for a value read from a checkpoint, or None when it cannot be written safely as one plain
+    override (lists, strings with other characters: the loader sets those itself, not the command line)."""
+    if not _SAFE_KEY.match(key) or key.endswith("._target_"):
+        return None
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float)):
+        text = repr(value)
+    elif isinstance(value, str) and value and _SAFE_VALUE.match(value) and value.lower() not in (
+            "null", "true", "false", "none"):
+        text = value
+    else:
+        return None
+    return f"{key}={text}"
+
+
 def checkpoint_overrides(argv: Sequence[str]) -> list[str]:
-    """An inference task (``task.ckpt_path=<ckpt>``) takes its model and stage from the checkpoint, and the model
-    keys its config lists in ``from_checkpoint`` (e.g. LST's ``level``): the overrides to add (``model=..``,
-    ``stage=..``, ``model.level=..``) when the command line does not give them; giving other ones is an error
-    naming both. A checkpoint written by task=import_official also brings its network keys (``overrides``), each
-    added unless the command line sets it."""
+    """An inference task (``task.ckpt_path=<ckpt>``) takes its model, stage and size from the checkpoint, and the
+    stored model values that differ from those defaults (the keys that shape its networks): the overrides to add
+    when the command line does not give them. A model or stage given that differs from the checkpoint's is an
+    error naming both. Only option names checked against ``conf/`` and plain ``model.<key>=<value>`` strings are
+    added (never ``+``/``~``, ``hydra.``, ``task.``, brackets or interpolations): a checkpoint is data."""
     given = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith(("-", "+", "~")))
     ckpt = given.get("task.ckpt_path")
     if not ckpt or "task" not in given or not os.path.isfile(ckpt) or any(a in ("-m", "--multirun") for a in argv):
         return []
-    import torch
+    from lightning_modules.checkpoints import read_record
+    from lightning_modules.loading import config_names, stored_values
 
     try:
-        meta = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True).get("condsynth") or {}
-    except Exception:  # noqa: BLE001 - an unreadable file is reported by the task itself, with its reason
+        record = read_record(ckpt)
+        names = config_names(record)
+    except (ValueError, FileNotFoundError):  # unreadable or refused: the task itself reports it, with its reason
         return []
-    stored_model = ((meta.get("config") or {}).get("model") or {})
-    wanted = {"model": meta.get("model"), "stage": meta.get("stage")}
-    for key in _keys_from_checkpoint(str(meta.get("model"))):
-        wanted[f"model.{key}"] = _select(stored_model, key)
     added = []
-    for key, stored in wanted.items():
-        if stored is None:
-            continue
-        if key in given and given[key] != str(stored):
+    for name in names:
+        key, stored = name.split("=", 1)
+        if key in ("model", "stage") and key in given and given[key] != stored:
             raise ConfigError(f"task.ckpt_path={ckpt} is a {key} '{stored}' checkpoint, but {key}={given[key]} was "
                               f"given: drop {key}= (it is read from the checkpoint) or pass another checkpoint")
         if key not in given:
-            added.append(f"{key}={stored}")
-    # an imported official checkpoint (task=import_official) stores the config keys that rebuild its networks
-    keys = set(given) | {a.split("=", 1)[0] for a in added}
-    added += [o for o in meta.get("overrides") or [] if o.split("=", 1)[0] not in keys]
+            added.append(name)
+    defaults = compose_config(names)
+    for key, value in stored_values(record, defaults).items():
+        if key.startswith("model.") and key not in given and (override := safe_override(key, value)):
+            added.append(override)
     return added
-
-
-def _keys_from_checkpoint(model: str, conf_dir: str = CONF_DIR) -> list[str]:
-    """A model config's ``from_checkpoint`` list: model keys (besides model and stage) that shape the networks, so
-    inference tasks read them from the checkpoint's stored config (LST: ``level``)."""
-    path = Path(conf_dir) / "model" / f"{model}.yaml"
-    if not path.is_file():
-        return []
-    return [str(k) for k in (OmegaConf.load(path).get("from_checkpoint") or [])]
-
-
-def _select(node: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 # ------------------------------------------------------------------------------------------------ help

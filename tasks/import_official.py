@@ -8,9 +8,9 @@ A folder in ``task.files`` stands for its official files (pix2pixHD: ``latest_ne
 (``tasks/<model>/official.py``) reads the official options from the shapes (and
 ``task.options`` for what shapes cannot tell), picks the stage and the config keys that rebuild the same networks;
 the module is built with them, every network is filled by name through the paper's key table (every key and shape
-checked, one error for all that is missing or left over), and the checkpoint is written with the config and those
-keys stored: inference tasks given ``task.ckpt_path=<it>`` apply the keys themselves (:func:`tasks.cli.
-checkpoint_overrides`); ``stage.init_from=<it>`` works with the matching experiment config.
+checked, one error for all that is missing or left over), and the checkpoint is written with the config those keys
+give: the loader rebuilds the same networks from it as from any checkpoint (``lightning_modules.load``,
+``task.ckpt_path=<it>``); ``stage.init_from=<it>`` works with the matching experiment config.
 """
 
 from __future__ import annotations
@@ -110,7 +110,6 @@ def write_checkpoint(module: pl.LightningModule, plan: ImportPlan, files: list[s
     ckpt: dict[str, Any] = {"state_dict": module.state_dict(), "epoch": 0, "global_step": 0,
                             "pytorch-lightning_version": pl.__version__}
     module.on_save_checkpoint(ckpt)
-    ckpt["condsynth"]["overrides"] = override_strings(plan.overrides)
     ckpt["condsynth"]["official"] = {"files": [os.path.abspath(f) for f in files], "options": plan.options}
     with atomic_path(path, keep_extension=True) as tmp:
         torch.save(ckpt, tmp)

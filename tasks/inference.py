@@ -10,31 +10,22 @@ import torch
 from omegaconf import DictConfig
 
 from lightning_modules.base import SynthesisModule
-from lightning_modules.factory import build_module
-from lightning_modules.stages import StageError, read_checkpoint
+from lightning_modules.checkpoints import CheckpointError, read_record
+from lightning_modules.loading import build_from_record
 
 
-def load_for_inference(cfg: DictConfig, ckpt_path: str) -> SynthesisModule:
-    """Build the module of the configured model/stage and load a checkpoint's weights strictly."""
-    ckpt = read_checkpoint(ckpt_path)
-    meta = ckpt.get("condsynth", {})
-    if meta.get("model") not in (None, cfg.model.name):
-        raise StageError(f"{ckpt_path} is a '{meta.get('model')}' checkpoint; run with model={meta.get('model')}")
-    if meta.get("stage") not in (None, cfg.stage.name):
-        raise StageError(
-            f"{ckpt_path} was trained in stage '{meta.get('stage')}', but this run builds stage '{cfg.stage.name}': "
-            f"add stage={meta.get('stage')} so the networks match"
+def load_for_inference(cfg: DictConfig, ckpt_path: str, training_networks: bool = False) -> SynthesisModule:
+    """The module of ``ckpt_path`` through :func:`lightning_modules.loading.load`'s path (rebuilt from the config
+    stored in it, weights loaded strictly, eval mode), after checking it is of the run's model and stage."""
+    record = read_record(ckpt_path)
+    if record.model not in (None, cfg.model.name):
+        raise CheckpointError(f"{ckpt_path} is a '{record.model}' checkpoint; run with model={record.model}")
+    if record.stage not in (None, cfg.stage.name):
+        raise CheckpointError(
+            f"{ckpt_path} was trained in stage '{record.stage}', but this run builds stage '{cfg.stage.name}': "
+            f"add stage={record.stage} so the networks match"
         )
-    module = build_module(cfg, for_inference=True)
-    state = module.restore_non_persistent(dict(ckpt["state_dict"]))
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise StageError(
-            f"{ckpt_path} does not fit the configured networks: missing {list(missing)[:5]}, unexpected "
-            f"{list(unexpected)[:5]}; use the same model sizes (size=..., model.*) as the training run"
-        )
-    module.eval()
-    return module
+    return build_from_record(record, training_networks=training_networks)
 
 
 # ------------------------------------------------------------------------------- inference helpers

@@ -9,15 +9,19 @@ import os
 from omegaconf import DictConfig
 
 from lightning_modules.callbacks import slurm_restart_count
-from lightning_modules.stages import StageError, read_checkpoint
+from lightning_modules.checkpoints import UnsafeCheckpointError, read_checkpoint
+from lightning_modules.stages import StageError
 
 log = logging.getLogger(__name__)
 
 
 def readable_checkpoint(path: str) -> bool:
+    """Whether ``path`` reads (safely). A file refused as unsafe stops the run: it is never skipped for another."""
     try:
         read_checkpoint(path)
         return True
+    except UnsafeCheckpointError:
+        raise
     except StageError as err:
         log.warning("%s", err)
         return False

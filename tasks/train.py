@@ -9,8 +9,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from lightning_modules.callbacks import SampleGridCallback, checkpoint_training_steps, training_steps
+from lightning_modules.checkpoints import read_checkpoint, read_record
 from lightning_modules.factory import build_module, resolved_config
-from lightning_modules.stages import StageError, read_checkpoint
+from lightning_modules.stages import StageError
 from tasks.builders import build_callbacks, build_datamodule, build_trainer
 from tasks.resume import resolve_resume_path
 from tasks.run_logs import build_loggers
@@ -87,7 +88,7 @@ _RESUME_KEYS_IGNORED = ("ckpt_path", "paths.", "hydra.")
 
 def warn_changed_settings(cfg: DictConfig, ckpt_path: str) -> list[str]:
     """Resuming with settings that differ from the checkpoint's stored config: warn, listing each difference."""
-    stored = (read_checkpoint(ckpt_path).get("condsynth") or {}).get("config") or {}
+    stored = read_record(ckpt_path).config
     if not stored:
         return []
     old, new = _flat(stored), _flat(resolved_config(cfg))

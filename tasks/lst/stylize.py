@@ -22,37 +22,36 @@ Writes ``<paths.prediction_dir>/<content stem>_x_<style stem>.png`` (``..._x_mix
 ``task.grid_cell`` pixels, aspect kept). Returns ``{"outputs": [...], "grid": path | None, ...}``.
 
 The checkpoint must be an LST checkpoint of stage ``transform`` (the ``decoder`` stage leaves the transformation
-untrained); the run's ``model.level`` must be the checkpoint's. The helpers here (:func:`load_stylizer`,
+untrained); its level and sizes come from the checkpoint itself. The helpers here (:func:`load_stylizer`,
 :func:`read_image`, :func:`gather_images`, :func:`check_alpha`) are shared by ``stylize_video`` and ``export``.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid
 
 from datamodules.lst.datamodule import FolderImages, list_images
 from datamodules.transforms import verify_image
 from datamodules.visualize import save_grid
-from lightning_modules.stages import StageError, read_checkpoint
+from lightning_modules.checkpoints import read_record
+from lightning_modules.loading import build_from_record
+from lightning_modules.stages import StageError
 from networks.lst import LEVEL_STRIDE, LinearStylizer, StyleCode
 from tasks.config import ConfigError
-from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint
+from tasks.inference import inference_device, progress, require_checkpoint
 from tasks.lst.photoreal import SPN_NOTE, check_guided_filter_args, guided_filter
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 MIX_NAME = "mix"
 
 
@@ -150,67 +149,24 @@ def stem(path: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- model
-def _stage_config(stage: str, stored: Mapping[str, Any]) -> Any:
-    stored_stage = stored.get("stage")
-    if isinstance(stored_stage, Mapping) and stored_stage.get("name") == stage:
-        return OmegaConf.create(dict(stored_stage))
-    path = CONF_DIR / "stages" / "lst" / f"{stage}.yaml"
-    if not path.is_file():
-        raise StageError(f"the checkpoint's stage '{stage}' has no config ({path})")
-    stage_cfg = OmegaConf.load(path)
-    with open_dict(stage_cfg):
-        stage_cfg.pop("defaults", None)
-    return stage_cfg
-
-
-def inference_config(cfg: DictConfig, meta: Mapping[str, Any]) -> DictConfig:
-    """A copy of ``cfg`` that builds the checkpoint's networks: its stage, no ImageNet VGG file loads (the encoder
-    comes from the checkpoint) and no VGG-19 loss network (training only; an ``nn.Identity`` stands in)."""
-    cfg = copy.deepcopy(cfg)
-    stored = meta.get("config") or {}
-    stage = meta.get("stage")
-    with open_dict(cfg):
-        if stage and stage != cfg.stage.name:
-            cfg.stage = _stage_config(stage, stored)
-        encoder = cfg.model.networks.encoder
-        for key in ("weights", "weights_path", "vgg19_path"):
-            if key in encoder:
-                encoder[key] = None
-        # training only (and left out of checkpoints): not built here
-        cfg.model.networks.loss_network = {"_target_": "torch.nn.Identity", "_partial_": True}
-    return cfg
-
-
 def load_stylizer(cfg: DictConfig, device: torch.device | str | None = None) -> LinearStylizer:
-    """The :class:`LinearStylizer` (encoder + transform + decoder) of ``task.ckpt_path``, in eval mode.
+    """The :class:`LinearStylizer` (encoder + transform + decoder) of ``task.ckpt_path``, in eval mode, built by the
+    checkpoint loader from the checkpoint's own config (its level and sizes).
 
-    Clear errors for: a checkpoint of another model (e.g. pix2pixHD), a
-    ``decoder``-stage checkpoint (untrained transformation), and a checkpoint of another ``model.level``."""
+    Clear errors for: a checkpoint of another model (e.g. pix2pixHD) and a ``decoder``-stage checkpoint
+    (untrained transformation)."""
     task = cfg.task.name
     task_value(cfg, "ckpt_path", "path to an LST checkpoint of stage transform")
     ckpt_path = require_checkpoint(cfg)
-    meta = read_checkpoint(ckpt_path).get("condsynth", {})
-    model = meta.get("model")
-    if model not in (None, "lst"):
-        raise StageError(
-            f"task.ckpt_path={ckpt_path} is a '{model}' checkpoint, not a Linear Style Transfer one: task={task} "
-            f"needs the checkpoint of an LST run of stage transform (python run.py model=lst stage=transform ...)"
-        )
-    if meta.get("stage") == "decoder":
+    record = read_record(ckpt_path)
+    record.require_model("lst", f"task={task} needs the checkpoint of an LST run of stage transform (python run.py "
+                                f"model=lst stage=transform ...)", title="Linear Style Transfer")
+    if record.stage == "decoder":
         raise StageError(
             f"task.ckpt_path={ckpt_path} comes from stage 'decoder': its linear transformation is untrained. Train "
             f"it first (python run.py model=lst stage=transform stage.init_from={ckpt_path}) and pass that checkpoint"
         )
-    stored_model = (meta.get("config") or {}).get("model") or {}
-    for key in ("level", "matrix_size"):
-        want = stored_model.get(key)
-        if want is not None and str(want) != str(cfg.model.get(key)):
-            raise ConfigError(
-                f"task.ckpt_path={ckpt_path} was trained with model.{key}={want}, this run has "
-                f"model.{key}={cfg.model.get(key)}: add model.{key}={want}"
-            )
-    module = load_for_inference(inference_config(cfg, meta), ckpt_path)
-    stylizer = module.stylizer().eval().requires_grad_(False)
+    stylizer = build_from_record(record).stylizer().eval().requires_grad_(False)
     if device is not None:
         stylizer = stylizer.to(device)
     return stylizer

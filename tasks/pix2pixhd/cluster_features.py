@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 
 from datamodules.files import atomic_torch_save
-from lightning_modules.stages import read_checkpoint
+from lightning_modules.checkpoints import read_checkpoint
 from networks.pix2pixhd import instance_mean_features
 from tasks.builders import build_datamodule
 from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint, to_device

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import Response
-from omegaconf import DictConfig, open_dict
 from pydantic import BaseModel
 from scipy import ndimage
 
@@ -95,14 +94,6 @@ class SceneIndex(BaseModel):
     index: int
 
 
-def inference_config(cfg: DictConfig) -> DictConfig:
-    """The checkpoint's config without the perceptual loss's VGG (training only)."""
-    with open_dict(cfg):
-        if cfg.model.get("losses") is not None and "perceptual" in cfg.model.losses:
-            cfg.model.losses.perceptual = None
-    return cfg
-
-
 def stroke_mask(shape: tuple[int, int], points: list[tuple[float, float]], radius: float) -> np.ndarray:
     """Pixels within ``radius`` of the polyline through ``points`` (x, y in pixels)."""
     h, w = shape
@@ -141,7 +132,7 @@ class Pix2PixHDPanel(Panel):
 
     # ------------------------------------------------------------------------------------------- setup
     def load(self) -> None:
-        cfg = inference_config(self.checkpoint.cfg)
+        cfg = self.checkpoint.cfg
         self.device = inference_device(cfg)
         self.module = load_for_inference(cfg, self.checkpoint.path).to(self.device)
         self.label_nc = int(self.module.label_nc)

@@ -10,8 +10,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lightning_modules.stages import StageError, read_checkpoint
-from tasks.config import ConfigError, compose_config
+from lightning_modules.checkpoints import read_record
+from lightning_modules.loading import inference_config
+from lightning_modules.stages import StageError
+from tasks.config import ConfigError
 
 
 @dataclass
@@ -38,11 +40,12 @@ def checkpoint_paths(value: Any) -> list[str]:
 
 
 def checkpoint_config(path: str, studio_cfg: DictConfig, panels: Mapping[str, Any]) -> LoadedCheckpoint:
-    """The config of the run that wrote ``path`` (stored in the checkpoint; the project's defaults for its model and
-    stage when it has none), with the studio's task section and ``task.ckpt_path=path``. Raises a StageError for a
+    """The config that rebuilds the run that wrote ``path`` (the project's ``conf/`` for its model, stage and size
+    with the checkpoint's stored values: :func:`lightning_modules.loading.inference_config`), with the studio's
+    task section and ``task.ckpt_path=path``. Raises a StageError for a
     checkpoint of a model that has no panel."""
-    meta = read_checkpoint(path).get("condsynth", {})
-    model, stage = meta.get("model"), meta.get("stage")
+    record = read_record(path)
+    model, stage = record.model, record.stage
     if model is None or stage is None:
         raise StageError(f"{path} has no condsynth metadata (model, stage): pass a checkpoint written by run.py")
     if model not in panels:
@@ -50,11 +53,7 @@ def checkpoint_config(path: str, studio_cfg: DictConfig, panels: Mapping[str, An
             f"{path} is a '{model}' checkpoint, and the studio has panels for {sorted(panels)} only: pass a "
             f"checkpoint of one of those models (or add a panel for {model} to task.panels)"
         )
-    stored = meta.get("config")
-    if isinstance(stored, Mapping) and "model" in stored and "dataset" in stored:
-        cfg = OmegaConf.create(copy.deepcopy(dict(stored)))
-    else:
-        cfg = compose_config([f"model={model}", f"stage={stage}"])
+    cfg = inference_config(record)  # rebuilt from conf/ with the checkpoint's values: its config is data
     with open_dict(cfg):
         cfg.task = copy.deepcopy(studio_cfg.task)
         cfg.task.ckpt_path = path

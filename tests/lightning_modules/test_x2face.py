@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+from lightning_modules.checkpoints import read_checkpoint
 from lightning_modules.factory import build_module
-from lightning_modules.stages import StageError, read_checkpoint
+from lightning_modules.stages import StageError
 from tasks.builders import build_datamodule
 from tasks.config import ConfigError, validate_config
 from tasks.summary import summarize

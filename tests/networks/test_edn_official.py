@@ -122,7 +122,7 @@ def test_face_d_is_the_official_batch_norm_d_without_feature_matching() -> None:
 
 
 def test_import_official_writes_a_face_stage_checkpoint(tmp_path) -> None:
-    from lightning_modules.stages import read_checkpoint
+    from lightning_modules.checkpoints import read_checkpoint
     from tasks.import_official import import_official
     from tasks.inference import load_for_inference
 
@@ -153,7 +153,7 @@ def test_import_official_writes_a_face_stage_checkpoint(tmp_path) -> None:
 
 
 def test_import_official_global_stage_with_the_temporal_d(tmp_path) -> None:
-    from lightning_modules.stages import read_checkpoint
+    from lightning_modules.checkpoints import read_checkpoint
     from tasks.import_official import import_official
     from tasks.inference import load_for_inference
 

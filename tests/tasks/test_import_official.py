@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lightning_modules.checkpoints import read_checkpoint
 from lightning_modules.factory import build_module
-from lightning_modules.stages import StageError, read_checkpoint
+from lightning_modules.stages import StageError
 from networks.official import OfficialWeightsError
 from tasks.cli import checkpoint_overrides
 from tasks.import_official import import_official
@@ -154,6 +155,27 @@ def run_import(tmp_path: Path, model: str, files: list[str], *extra: str) -> str
     return import_official(cfg)
 
 
+def network_overrides(ckpt: str) -> list[str]:
+    """The stored values that rebuild an imported checkpoint's networks (what the loader sets), as overrides."""
+    from lightning_modules.checkpoints import read_record
+    from lightning_modules.loading import config_names, stored_values
+
+    record = read_record(ckpt)
+    values = stored_values(record, compose_config(config_names(record)))
+    def text(v):
+        return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+    return [f"{k}={text(v)}" for k, v in values.items()]
+
+
+def rebuilt_config(ckpt: str):
+    """The config the loader rebuilds an imported checkpoint's networks from."""
+    from lightning_modules.checkpoints import read_record
+    from lightning_modules.loading import inference_config
+
+    return inference_config(read_record(ckpt))
+
+
 def from_checkpoint(argv: list[str]) -> list[str]:
     """The overrides run.py adds for ``argv``, without ``model=`` (the tests' tiny settings already pick it, and a
     chosen group would drop them)."""
@@ -164,7 +186,7 @@ def inference_module(ckpt: str, run_dir: Path, task: str = "predict", tiny: bool
     argv = [f"task={task}", f"task.ckpt_path={ckpt}"]
     base = [] if tiny else ["model=lst", *TINY_LST[1:]]
     cfg = compose_config([*base, *argv, *from_checkpoint(argv)], run_dir, tiny=tiny)
-    return cfg, load_for_inference(cfg, ckpt)
+    return cfg, load_for_inference(cfg, ckpt, training_networks=True)  # the D is compared too
 
 
 # ------------------------------------------------------------------------ pix2pixHD
@@ -180,8 +202,10 @@ def test_global_generator_encoder_and_discriminator_give_identical_outputs(tmp_p
     save(d, folder / "latest_net_D.pth")
     ckpt = run_import(tmp_path, "pix2pixhd", [str(folder)])
     meta = read_checkpoint(ckpt)["condsynth"]
-    assert meta["stage"] == "global" and "dataset.label_nc=5" in meta["overrides"]
-    assert "model.networks.discriminator.num_D=2" in meta["overrides"] and "model.use_features=true" in meta["overrides"]
+    stored = network_overrides(ckpt)
+    rebuilt = rebuilt_config(ckpt)
+    assert meta["stage"] == "global" and rebuilt.dataset.label_nc == 5 and rebuilt.model.label_nc == 5
+    assert rebuilt.model.networks.discriminator.num_D == 2 and rebuilt.model.use_features is True
     _, module = inference_module(ckpt, tmp_path / "pred")
     x = torch.randn(2, LABEL_NC + 1 + FEAT, 16, 24)
     img = torch.randn(1, 3, 16, 24)
@@ -194,7 +218,7 @@ def test_global_generator_encoder_and_discriminator_give_identical_outputs(tmp_p
     for ours_scale, ref_scale in zip(ours, ref, strict=True):
         assert all(torch.equal(a, b) for a, b in zip(ours_scale, ref_scale, strict=True))
     # the official --load_pretrain label2city_512p: stage local starts from the imported G1 (and D, E)
-    local = build_module(compose_config(["stage=local", f"stage.init_from={ckpt}", *meta["overrides"]],
+    local = build_module(compose_config(["stage=local", f"stage.init_from={ckpt}", *stored],
                                         tmp_path / "local"))
     with torch.no_grad():
         assert torch.equal(local.netG.global_body(x), g.model[:-3](x))
@@ -224,14 +248,16 @@ def test_local_enhancer_and_flat_discriminator_import_then_predict_and_export(tm
     ckpt = run_import(tmp_path, "pix2pixhd", files)
     meta = read_checkpoint(ckpt)["condsynth"]
     assert meta["stage"] == "joint" and meta["official"]["options"]["label_nc"] == LABEL_NC
-    assert "model.use_features=false" in meta["overrides"] and "model.networks.local.ngf=4" in meta["overrides"]
+    stored = network_overrides(ckpt)
+    rebuilt = rebuilt_config(ckpt)
+    assert rebuilt.model.use_features is False and rebuilt.model.networks.local.ngf == 4
     cfg, module = inference_module(ckpt, tmp_path / "pred")
     x = torch.randn(1, LABEL_NC + 1, 16, 24)
     cond = torch.randn(1, LABEL_NC + 4, 32, 32)
     with torch.no_grad():
         assert torch.equal(module.netG(x), g(x))
         assert all(torch.equal(a[-1], b[-1]) for a, b in zip(module.netD(cond), d(cond), strict=True))
-    joint = build_module(compose_config(["stage=joint", f"stage.init_from={ckpt}", *meta["overrides"]],
+    joint = build_module(compose_config(["stage=joint", f"stage.init_from={ckpt}", *stored],
                                         tmp_path / "joint"))
     with torch.no_grad():
         assert torch.equal(joint.netG(x), g(x))
@@ -310,7 +336,7 @@ def test_lst_models_folder_imports_and_stylizes_like_the_source_networks(tmp_pat
     files = official_lst_r31(models)
     ckpt = run_import(tmp_path, "lst", [str(models)], "task.level=r31")
     meta = read_checkpoint(ckpt)["condsynth"]
-    assert meta["stage"] == "transform" and "model.level=r31" in meta["overrides"]
+    assert meta["stage"] == "transform" and rebuilt_config(ckpt).model.level == "r31"
     reference = LinearStylizer(VGGEncoder("r31", weights=None), LinearTransform(256), VGGDecoder("r31"))
     for part, path in zip((reference.encoder, reference.decoder, reference.transform), files, strict=True):
         part.load_state_dict(torch.load(path))

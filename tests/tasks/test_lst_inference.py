@@ -455,9 +455,10 @@ def test_wrong_checkpoints_and_models(lst_ckpt, inputs, tmp_path) -> None:
                          tmp_path / "run")
     with pytest.raises(ConfigError, match="task=stylize does not run model=pix2pixhd; it runs model=lst"):
         validate_config(cfg)
-    # an LST checkpoint of the other level, and of the decoder stage
-    with pytest.raises(ConfigError, match="model.level=r31"):
-        stylize(stylize_cfg(tmp_path, lst_ckpt, c, s, "model.level=r41"))
+    # the level comes from the checkpoint, whatever the run's model.level says
+    assert load_stylizer(lst_config(tmp_path / "lvl", "task=stylize", f"task.ckpt_path={lst_ckpt}",
+                                    "model.level=r41"), "cpu").encoder.level == LEVEL
+    # an LST checkpoint of the decoder stage
     decoder_ckpt = save_checkpoint(build_module(lst_config(tmp_path / "dec", "stage=decoder"), for_inference=True),
                                    tmp_path / "decoder.ckpt")
     with pytest.raises(StageError, match="untrained"):
