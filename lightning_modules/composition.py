@@ -73,8 +73,11 @@ def compose_config(overrides: Sequence[str] = (), run_dir: str | os.PathLike | N
     """The config ``run.py`` would compose for ``overrides``, outside a Hydra run (notebooks, scripts, tests), with
     ``paths.run_dir`` set to ``run_dir`` when given."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     register_resolvers()
     overrides = list(overrides) + ([f"paths.run_dir={run_dir}"] if run_dir is not None else [])
+    if GlobalHydra.instance().is_initialized():  # inside run.py's Hydra app (e.g. the studio): its conf/ is ours
+        return compose(config_name="config", overrides=overrides)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=overrides)

@@ -19,7 +19,7 @@ def as_images(x: Any, device: torch.device | None = None) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         if x.ndim != 3 or x.shape[-1] != 3:
             raise ValueError(f"an image array must be H x W x 3 (RGB), got shape {x.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)
+        t = torch.from_numpy(np.array(x, copy=True)).permute(2, 0, 1)
         x = t.float() / 255.0 if x.dtype == np.uint8 else t.float()
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected an image (tensor, PIL image or NumPy array), got {type(x).__name__}")

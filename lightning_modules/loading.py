@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: config groups whose stored option names pick files of ``conf/`` (``size`` and ``dataset`` only when present)
 NAMED_GROUPS = ("model", "stage", "size", "dataset")
 #: stored sections whose plain values are carried over onto the rebuilt config
-STORED_SECTIONS = ("model", "dataset")
+STORED_SECTIONS = ("model", "stage", "dataset")
 #: stored keys that come from a group picked by name instead (``model.stage`` is ``${stage}``)
 FROM_GROUPS = ("model.stage.",)
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -100,7 +100,8 @@ def _walk(stored: Any, default: Any, path: str, out: dict[str, Any]) -> None:
 
 
 def stored_values(record: CheckpointRecord, defaults: DictConfig) -> dict[str, Any]:
-    """Dotted key -> the checkpoint's value, for every plain value of its stored ``model`` and ``dataset`` sections
+    """Dotted key -> the checkpoint's value, for every plain value of its stored ``model``, ``stage`` and ``dataset``
+    sections
     that differs from ``defaults`` (the config composed from the stored names): the keys that shape its networks,
     whatever set them (a size, the command line, ``task=import_official``)."""
     out: dict[str, Any] = {}
@@ -125,7 +126,8 @@ def inference_config(record: CheckpointRecord, overrides: Mapping[str, Any] | No
         for key, value in values.items():
             OmegaConf.update(cfg, key, value, merge=False)
         if not training_networks:
-            for key, value in (OmegaConf.to_container(cfg.model.get("inference") or {}) or {}).items():
+            inference = cfg.model.get("inference")
+            for key, value in (OmegaConf.to_container(inference) if inference is not None else {}).items():
                 OmegaConf.update(cfg.model, key, value, merge=False)
         for key, value in (overrides or {}).items():
             OmegaConf.update(cfg, key, value, merge=False)

@@ -270,7 +270,8 @@ class Pix2PixHDModule(GANModule):
     @torch.no_grad()
     def synthesize(self, label: Any, inst: Any = None, image: Any = None, feature_mode: str | None = None,
                    cluster_index: Mapping[int, int] | int | None = None, feature_seed: int = 0) -> torch.Tensor:
-        """Python API (``lightning_modules.load``): label ids (+ instance ids; + a photo for ``feature_mode=encode``,
+        """Python API (``lightning_modules.load``): label ids (+ instance ids, default: one instance per class region;
+        + a photo for ``feature_mode=encode``,
         the default when one is given, else ``random``: per-class K-means centres seeded by ``feature_seed``, as
         ``task=predict``) -> the generated photos, ``[B, 3, H, W]`` in [0, 1]. Inputs: tensors, PIL images or
         NumPy arrays (:mod:`lightning_modules.inference_io`)."""
@@ -279,8 +280,8 @@ class Pix2PixHDModule(GANModule):
         if int(batch["label"].min()) < 0 or top >= self.label_nc:
             raise ValueError(f"label ids must be in [0, {self.label_nc - 1}] (this model's classes), got up to {top}: "
                              f"map the ids to the training data's classes")
-        if inst is not None:
-            batch["inst"] = as_ids(inst, self.device)
+        # no instance map: every class region is one instance (what an instance-less dataset gives)
+        batch["inst"] = as_ids(inst, self.device) if inst is not None else batch["label"]
         if image is not None:
             batch["image"] = as_images(image, self.device) * 2 - 1
         mode = feature_mode or ("encode" if image is not None else "random")

@@ -101,6 +101,9 @@ def load_stage_checkpoint(
     from lightning_modules.checkpoints import read_record
 
     assert spec.init_from is not None
+    if not os.path.isfile(spec.init_from):
+        raise StageError(f"stage.init_from={spec.init_from} does not exist: pass the path of the '{spec.previous}' "
+                         f"stage's checkpoint (e.g. outputs/<run>/checkpoints/last.ckpt)")
     record = read_record(spec.init_from)
     ck_model, ck_stage = record.model, record.stage
     if ck_model is not None and ck_model != spec.model:

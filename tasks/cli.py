@@ -216,7 +216,8 @@ def checkpoint_overrides(argv: Sequence[str]) -> list[str]:
     """An inference task (``task.ckpt_path=<ckpt>``) takes its model, stage and size from the checkpoint, and the
     stored model values that differ from those defaults (the keys that shape its networks): the overrides to add
     when the command line does not give them. A model or stage given that differs from the checkpoint's is an
-    error naming both. Only option names checked against ``conf/`` and plain ``model.<key>=<value>`` strings are
+    error naming both; an unreadable or refused checkpoint stops here, in one line. Only option names checked
+    against ``conf/`` and plain ``model.<key>=<value>`` strings are
     added (never ``+``/``~``, ``hydra.``, ``task.``, brackets or interpolations): a checkpoint is data."""
     given = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith(("-", "+", "~")))
     ckpt = given.get("task.ckpt_path")
@@ -225,11 +226,8 @@ def checkpoint_overrides(argv: Sequence[str]) -> list[str]:
     from lightning_modules.checkpoints import read_record
     from lightning_modules.loading import config_names, stored_values
 
-    try:
-        record = read_record(ckpt)
-        names = config_names(record)
-    except (ValueError, FileNotFoundError):  # unreadable or refused: the task itself reports it, with its reason
-        return []
+    record = read_record(ckpt)  # unreadable or refused: one line now, before any work
+    names = config_names(record)
     added = []
     for name in names:
         key, stored = name.split("=", 1)
@@ -240,7 +238,14 @@ def checkpoint_overrides(argv: Sequence[str]) -> list[str]:
             added.append(name)
     defaults = compose_config(names)
     for key, value in stored_values(record, defaults).items():
-        if key.startswith("model.") and key not in given and (override := safe_override(key, value)):
+        override = safe_override(key, value) if key.startswith("model.") else None
+        if override is None:
+            continue
+        if key in given and override != f"{key}={given[key]}":
+            raise ConfigError(f"task.ckpt_path={ckpt} is a {key} '{override.split('=', 1)[1]}' checkpoint, but "
+                              f"{key}={given[key]} was given: drop {key}= (the networks are rebuilt from the "
+                              f"checkpoint) or pass another checkpoint")
+        if key not in given:
             added.append(override)
     return added
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
+import hydra
 import torch
 from omegaconf import DictConfig
 
@@ -196,7 +197,10 @@ def test(cfg: DictConfig) -> dict[str, float]:
     any other model is scored by its own ``test_step`` (see :func:`test_with_module_metrics`).
     """
     ckpt_path = require_checkpoint(cfg)
-    module = load_for_inference(cfg, ckpt_path)
+    # a model scored by its own test_step computes its losses there (e.g. LST's VGG terms): it keeps its loss
+    # networks; paired outputs need the generator only
+    paired = bool(getattr(hydra.utils.get_class(str(cfg.model._target_)), "paired_outputs", False))
+    module = load_for_inference(cfg, ckpt_path, training_networks=not paired)
     if not module.paired_outputs:
         return test_with_module_metrics(cfg, ckpt_path, module)
     device = inference_device(cfg)
@@ -210,8 +214,6 @@ def test(cfg: DictConfig) -> dict[str, float]:
     # on [0, 1] images and compute() -> (values, skipped)), e.g. a pose distance
     extra = None
     if cfg.model.get("test_metrics") is not None:
-        import hydra
-
         extra = hydra.utils.instantiate(cfg.model.test_metrics)(cfg, module)
     grids = _GridWriter(os.path.join(cfg.paths.run_dir, "test_samples"),
                         max_grids=int(cfg.task.get("num_sample_grids", 2)))

@@ -150,7 +150,7 @@ def test_resuming_with_other_settings_warns_with_each_difference(make_config, tm
 
 
 def test_a_resume_keeps_the_original_hydra_record() -> None:
-    from tasks.config import _output_subdir
+    from lightning_modules.composition import _output_subdir
 
     assert _output_subdir(None, "t") == ".hydra"
     assert _output_subdir("last", "2026-01-01_10-00-00") == ".hydra/resume_2026-01-01_10-00-00"

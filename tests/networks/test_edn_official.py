@@ -122,7 +122,8 @@ def test_face_d_is_the_official_batch_norm_d_without_feature_matching() -> None:
 
 
 def test_import_official_writes_a_face_stage_checkpoint(tmp_path) -> None:
-    from lightning_modules.checkpoints import read_checkpoint
+    from lightning_modules.checkpoints import read_checkpoint, read_record
+    from lightning_modules.loading import inference_config
     from tasks.import_official import import_official
     from tasks.inference import load_for_inference
 
@@ -137,8 +138,10 @@ def test_import_official_writes_a_face_stage_checkpoint(tmp_path) -> None:
                                           tmp_path / "import"))
     meta = read_checkpoint(ckpt)["condsynth"]
     assert meta["stage"] == "face"
-    assert "model.networks.local.ngf=2" in meta["overrides"] and "stage.generator=local" in meta["overrides"]
-    module = load_for_inference(compose_config([*TINY_EDN, "stage=face", *meta["overrides"]], tmp_path / "t"), ckpt)
+    rebuilt = inference_config(read_record(ckpt))  # what the loader builds from: the import's keys are stored
+    assert rebuilt.model.networks.local.ngf == 2 and rebuilt.stage.generator == "local"
+    module = load_for_inference(compose_config([*TINY_EDN, "stage=face"], tmp_path / "t"), ckpt,
+                                training_networks=True)  # the face D is compared too
     dface.eval()
     label, prev, face = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), torch.rand(2, 6, 8, 8)
     with torch.no_grad():
@@ -153,7 +156,8 @@ def test_import_official_writes_a_face_stage_checkpoint(tmp_path) -> None:
 
 
 def test_import_official_global_stage_with_the_temporal_d(tmp_path) -> None:
-    from lightning_modules.checkpoints import read_checkpoint
+    from lightning_modules.checkpoints import read_checkpoint, read_record
+    from lightning_modules.loading import inference_config
     from tasks.import_official import import_official
     from tasks.inference import load_for_inference
 
@@ -163,8 +167,8 @@ def test_import_official_global_stage_with_the_temporal_d(tmp_path) -> None:
     files = f"task.files=[{tmp_path / 'latest_net_G.pth'},{tmp_path / 'latest_net_D.pth'}]"
     ckpt = import_official(compose_config([*TINY_EDN, "task=import_official", files], tmp_path / "import"))
     meta = read_checkpoint(ckpt)["condsynth"]
-    assert meta["stage"] == "global" and "model.networks.discriminator.num_D=3" in meta["overrides"]
-    module = load_for_inference(compose_config([*TINY_EDN, *meta["overrides"]], tmp_path / "t"), ckpt)
+    assert meta["stage"] == "global" and inference_config(read_record(ckpt)).model.networks.discriminator.num_D == 3
+    module = load_for_inference(compose_config(TINY_EDN, tmp_path / "t"), ckpt, training_networks=True)
     x = torch.rand(1, 12, 16, 16)
     with torch.no_grad():
         for ours, theirs in zip(module.netDT(x), d(x), strict=True):
