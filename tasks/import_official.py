@@ -131,7 +131,11 @@ def import_official(cfg: DictConfig) -> str:
     plan: ImportPlan = converter.plan(states, options, cfg.task)
 
     run_cfg = configure(cfg, plan.stage, plan.overrides)
-    build_cfg = configure(run_cfg, plan.stage, plan.build_only)
+    # built as for inference (the model's own `inference` overrides: no loss networks, no ImageNet file reads; the
+    # official weights fill the rest), plus what the paper's plan adds
+    inference = cfg.model.get("inference")
+    build_only = {f"model.{k}": v for k, v in (OmegaConf.to_container(inference) if inference is not None else {}).items()}
+    build_cfg = configure(run_cfg, plan.stage, {**build_only, **plan.build_only})
     module = build_module(build_cfg, for_inference=True)
     module.run_config = resolved_config(run_cfg)
     for part in plan.parts:

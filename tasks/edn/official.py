@@ -147,7 +147,6 @@ def plan(states: Mapping[str, Mapping[str, Tensor]], given: Mapping[str, Any], t
         stage=stage,
         overrides=keys,
         parts=parts,
-        build_only={"model.losses.frame.perceptual": None, "model.losses.face.perceptual": None},  # VGG: not stored
         notes=notes,
         options={"G": g},
     )

@@ -75,9 +75,6 @@ def plan(states: Mapping[str, Mapping[str, Tensor]], given: Mapping[str, Any], t
         stage="transform" if "transform" in by_role else "decoder",
         overrides=overrides,
         parts=parts,
-        # built without ImageNet files (the official weights replace them) and without the loss network
-        build_only={"model.networks.encoder.weights": None, "model.networks.encoder.weights_path": None,
-                    "model.networks.loss_network": {"_target_": "torch.nn.Identity", "_partial_": True}},
         notes=notes,
         options=opts,
     )

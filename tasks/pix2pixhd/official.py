@@ -114,7 +114,6 @@ def plan(states: Mapping[str, Mapping[str, Tensor]], given: Mapping[str, Any], t
         stage="global" if g["netG"] == "global" else "joint",
         overrides=_config_keys(opts, use_features),
         parts=parts,
-        build_only={"model.losses.perceptual": None},  # the VGG loss network is not stored in checkpoints
         notes=notes,
         options=opts,
     )
