@@ -6,7 +6,7 @@ from losses.feature_matching import FeatureMatchingLoss
 from losses.identity import IdentityLoss
 from losses.perceptual import DEFAULT_VGG_LAYER_WEIGHTS, VGGPerceptualLoss
 from losses.style import ContentLoss, StyleLoss, gram_matrix
-from losses.temporal import TemporalConsistencyLoss, temporal_pairs
+from losses.temporal import temporal_pairs
 
 __all__ = [
     "AdversarialLoss",
@@ -16,7 +16,6 @@ __all__ = [
     "FeatureMatchingLoss",
     "IdentityLoss",
     "StyleLoss",
-    "TemporalConsistencyLoss",
     "VGGPerceptualLoss",
     "gram_matrix",
     "temporal_pairs",

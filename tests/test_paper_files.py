@@ -22,11 +22,15 @@ from tasks.config import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = Path(CONF_DIR)
-# every paper of the framework: the implemented ones (conf/model) and the planned ones
-PAPERS = sorted({p.stem for p in (CONF / "model").glob("*.yaml")} | {"edn", "x2face"})
+# every model of the framework (conf/model)
+PAPERS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 PAPER_WORD = re.compile(r"\b(" + "|".join(PAPERS) + r")\b", re.IGNORECASE)
 # modules every paper goes through: they must not branch on a paper's name
-SHARED_MODULES = ["run.py", "tasks/__init__.py", "tasks/builders.py", "tasks/run_logs.py", "tasks/resume.py", "tasks/inference.py", "lightning_modules/factory.py", "tasks/config.py", "tasks/train.py",
+SHARED_MODULES = ["run.py", "tasks/__init__.py", "tasks/builders.py", "tasks/run_logs.py", "tasks/resume.py",
+                  "tasks/inference.py", "tasks/export.py", "tasks/fetch_weights.py", "lightning_modules/factory.py",
+                  "lightning_modules/checkpoints.py", "lightning_modules/loading.py", "lightning_modules/bundles.py",
+                  "lightning_modules/composition.py", "lightning_modules/inference_io.py",
+                  "lightning_modules/schedules.py", "tasks/config.py", "tasks/train.py",
                   "tasks/evaluate.py", "tasks/summary.py", "lightning_modules/base.py", "lightning_modules/stages.py",
                   "lightning_modules/callbacks.py", "datamodules/base.py", "datamodules/files.py",
                   "datamodules/visualize.py", "losses/conditional_gan.py"]

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_modules.base import SynthesisModule, constant_then_linear, inverse_time
+from lightning_modules.base import SynthesisModule
+from lightning_modules.schedules import constant_then_linear, inverse_time
 
 STAGE = {"name": "fit", "model": "toy", "trainable": ["net"], "frozen": []}
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from datamodules.pix2pixhd import SyntheticScenesDataset
-from lightning_modules.base import constant_then_linear_decay
 from lightning_modules.factory import build_module
+from lightning_modules.schedules import constant_then_linear_decay
 from lightning_modules.stages import StageError
 from tasks.config import validate_config
 from tasks.train import train
