@@ -230,8 +230,13 @@ class SynthesisModule(pl.LightningModule):
         raise NotImplementedError
 
     def generate(self, batch: Mapping[str, Any], **options: Any) -> torch.Tensor:
-        """The inference call tasks use: the model's output for ``batch``."""
+        """The inference call tasks use: the model's output for ``batch``, in :attr:`generate_range`
+        (``[B, 3, H, W]`` images when :attr:`generates_images`)."""
         raise NotImplementedError
+
+    #: what ``generate`` returns (the module-contract suite checks it): images ``[B, 3, H, W]`` in this range
+    generates_images: bool = True
+    generate_range: tuple[float, float] = (0.0, 1.0)
 
     def to_unit_images(self, images: torch.Tensor) -> torch.Tensor:
         """``generate``'s (and ``target_images``') range mapped to [0, 1] for metrics and files."""

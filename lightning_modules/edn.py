@@ -53,6 +53,7 @@ class EDNModule(GANModule):
     (:func:`networks.edn.load_official_edn`)."""
 
     model_name = "edn"
+    generate_range = (-1.0, 1.0)  # pix2pixHD's G, ending in Tanh
     sweep_metric = "val/l1"
     paired_outputs = True
     stride_owner = "generator"
@@ -329,14 +330,15 @@ class EDNModule(GANModule):
 
     @torch.no_grad()
     def generate_pair(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Both frames of each pair, generated in order: [B, 2, 3, H, W] in [-1, 1]."""
+        """Both frames of each pair, generated in order: [B, 2, 3, H, W] in [-1, 1] (the face residual can leave
+        that range: clamped here, while the unclamped frame conditions the next, as official ``test_fullts.py``)."""
         label, _ = self._pairs(batch)
         boxes = batch.get("face_box")
         previous, out = None, []
         for t in range(label.shape[1]):
             previous = self.next_frame(label[:, t], previous, None if boxes is None else boxes[:, t])
             out.append(previous)
-        return torch.stack(out, dim=1)
+        return torch.stack(out, dim=1).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def generate(self, batch: Mapping[str, Any], **options: Any) -> torch.Tensor:

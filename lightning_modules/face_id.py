@@ -61,6 +61,12 @@ class FaceIDModule(SynthesisModule):
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
+    generates_images = False  # identity labels
+
+    @property
+    def generate_range(self) -> tuple[float, float]:  # type: ignore[override]
+        return (0.0, float(self.num_classes - 1))
+
     @torch.no_grad()
     def generate(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """Predicted identity labels."""

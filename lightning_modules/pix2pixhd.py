@@ -39,6 +39,7 @@ class Pix2PixHDModule(GANModule):
     model_name = "pix2pixhd"
     sweep_metric = "val/l1"
     paired_outputs = True
+    generate_range = (-1.0, 1.0)  # G ends in Tanh
     stride_owner = "generator"
     size_fix_hint = ("set dataset.size_multiple={stride} (the datamodule then resizes) or pick an image_size "
                      "divisible by {stride}")

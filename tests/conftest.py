@@ -14,11 +14,10 @@ from tasks.config import compose_config as compose_real_config
 
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
 
-# Settings every tiny run shares: few samples, one short epoch, samples every step, CSV logs.
+# Settings every tiny run shares: the models' own size=tiny (conf/sizes/<model>/tiny.yaml), one short epoch,
+# samples every step, CSV logs.
 _TINY_RUN = [
-    "size=demo",
-    "dataset.num_val=2",
-    "dataset.num_test=2",
+    "size=tiny",
     "trainer=debug",
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=2",
@@ -27,39 +26,15 @@ _TINY_RUN = [
     "logger=csv",
 ]
 
-# Tiny pix2pixHD: G1 stride 4 (local: 8), 32x32 images (16x16 in stage global), a few samples.
-TINY_PIX2PIXHD = [
-    *_TINY_RUN,
-    "dataset.image_size=[32,32]",
-    "model.networks.global.ngf=8",
-    "model.networks.global.n_downsampling=2",
-    "model.networks.global.n_blocks=1",
-    "model.networks.local.ngf=4",
-    "model.networks.local.n_blocks_local=1",
-    "model.networks.discriminator.ndf=8",
-    "model.networks.discriminator.num_D=2",
-    "model.networks.encoder.nef=4",
-    "model.networks.encoder.n_downsampling=2",
-    "model.size_multiple=8",
-    "model.losses.perceptual.vgg.weights=null",
-    "model.losses.perceptual.vgg.layers=[relu1_1,relu2_1,relu3_1]",
-    "+model.losses.perceptual.layer_weights={relu1_1:0.125,relu2_1:0.25,relu3_1:1.0}",
-    "dataset.num_train=4",
-]
-
-# Tiny LST (model=lst): VGG widths are fixed, so only images shrink (16x16: r41 features are 2x2), random VGGs,
-# a few samples. Use with compose_config(..., tiny=False).
-TINY_LST = [
-    "model=lst",
-    *_TINY_RUN,
-    "dataset.load_size=16",
-    "dataset.crop_size=16",
-    "dataset.batch_size=2",
-    "dataset.num_train=4",
-    "model.networks.encoder.weights=null",
-    "model.networks.loss_network.weights=null",
-    "model.networks.loss_network.layers=[relu1_1,relu2_1,relu3_1,relu4_1]",
-]
+# Tiny pix2pixHD (the default model): G1 stride 4 (local: 8), 32x32 images (16x16 in stage global).
+TINY_PIX2PIXHD = list(_TINY_RUN)
+# Tiny LST: only images shrink (16x16), random VGGs. Use with compose_config(..., tiny=False).
+TINY_LST = ["model=lst", *_TINY_RUN]
+# Tiny Everybody Dance Now: 32x64 frames (16x32 in stage global), random VGG.
+TINY_EDN = ["model=edn", *_TINY_RUN]
+# Tiny X2Face and its identity network: 32x32 faces, 4 identities.
+TINY_X2FACE = ["model=x2face", *_TINY_RUN]
+TINY_FACE_ID = ["model=face_id", *_TINY_RUN]
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ import pytest
 import torch
 
 from lightning_modules.factory import build_module
-from tests.conftest import TINY_LST, compose_config
-from tests.edn_configs import TINY_EDN
-from tests.lightning_modules.test_x2face import TINY_X2FACE
+from tests.conftest import TINY_EDN, TINY_LST, TINY_X2FACE, compose_config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## Use a trained model from Python"

@@ -15,8 +15,7 @@ from lightning_modules.stages import StageError
 from tasks.builders import build_datamodule
 from tasks.config import ConfigError, compose_config, validate_config
 from tasks.train import train
-from tests.conftest import REPO_ROOT
-from tests.edn_configs import TINY_EDN
+from tests.conftest import REPO_ROOT, TINY_EDN
 
 
 def _cfg(*overrides: str, run_dir=None):

@@ -19,21 +19,7 @@ from tasks.builders import build_datamodule
 from tasks.config import ConfigError, validate_config
 from tasks.summary import summarize
 from tasks.train import train
-from tests.conftest import compose_config
-
-_TINY_RUN = [
-    "size=demo", "trainer=debug", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-    "callbacks.sample_grid.every_n_steps=1", "logger=csv",
-]
-_TINY_FACES = [
-    "dataset.image_size=[32,32]", "dataset.num_identities=4", "dataset.videos_per_identity=2",
-    "dataset.frames_per_video=10", "dataset.batch_size=2", "dataset.num_train=4", "dataset.num_val=2",
-    "dataset.num_test=2",
-]
-TINY_X2FACE = ["model=x2face", *_TINY_RUN, *_TINY_FACES, "dataset.num_val_identities=2",
-               "dataset.num_test_identities=2", "model.depth=5", "model.ngf=4", "model.bottleneck=8"]
-TINY_FACE_ID = ["model=face_id", *_TINY_RUN, *_TINY_FACES, "model.networks.classifier.channels=[4,8,8,8,8]",
-                "model.networks.classifier.fc=16", "model.networks.classifier.pool_size=1"]
+from tests.conftest import TINY_FACE_ID, TINY_X2FACE, compose_config
 
 
 def _cfg(run_dir, *overrides: str, base=TINY_X2FACE):

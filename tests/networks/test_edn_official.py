@@ -18,7 +18,7 @@ from torch import nn
 from lightning_modules.factory import build_module
 from networks.official import OfficialWeightsError
 from tasks.config import compose_config
-from tests.edn_configs import TINY_EDN
+from tests.conftest import TINY_EDN
 from tests.tasks.test_import_official import OfficialGlobal, OfficialLocal, OfficialMultiscaleD, save
 
 pytestmark = pytest.mark.usefixtures("one_thread")

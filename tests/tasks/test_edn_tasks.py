@@ -17,7 +17,7 @@ from datamodules.edn.video import FrameSource
 from datamodules.video import VideoWriter
 from tasks.config import compose_config, validate_config
 from tasks.train import train
-from tests.edn_configs import TINY_EDN
+from tests.conftest import TINY_EDN
 
 HAS_MEDIAPIPE = importlib.util.find_spec("mediapipe") is not None
 

@@ -100,7 +100,7 @@ def test_lst_stylize_equals_task_stylize(tmp_path) -> None:
 # ------------------------------------------------------------------------------------------- EDN
 def test_edn_transfer_equals_task_transfer(tmp_path, monkeypatch) -> None:
     import tasks.edn.transfer as transfer_task
-    from tests.edn_configs import TINY_EDN
+    from tests.conftest import TINY_EDN
 
     torch.manual_seed(0)
     ckpt = _save(build_module(compose_config(TINY_EDN, tmp_path / "t", tiny=False), for_inference=True),
