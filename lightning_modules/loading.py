@@ -52,7 +52,7 @@ def _option_exists(group: str, name: str, model: str) -> bool:
     if not _NAME.match(name):
         return False
     if group == "stage":
-        return (conf / "stages" / model / f"{name}.yaml").is_file()
+        return (conf / "model_stages" / model / f"{name}.yaml").is_file()
     return (conf / group / f"{name}.yaml").is_file()
 
 
@@ -69,7 +69,7 @@ def config_names(record: CheckpointRecord) -> list[str]:
                               f"have (models: {', '.join(models)})")
     if not _option_exists("stage", record.stage, model):
         raise CheckpointError(f"{record.path}: stage {record.stage!r} is not a stage of model {model} (no "
-                              f"conf/stages/{model}/{record.stage}.yaml)")
+                              f"conf/model_stages/{model}/{record.stage}.yaml)")
     names = [f"model={model}", f"stage={record.stage}"]
     for group in ("size", "dataset"):
         name = record.stored(group).get("name")

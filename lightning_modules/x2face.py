@@ -1,7 +1,7 @@
 """X2Face (Wiles, Koepke, Zisserman, "X2Face: A network for controlling face generation using images, audio, and
 pose codes", ECCV 2018) as a LightningModule on the base's single-objective loop.
 
-Stages (``conf/stages/x2face/``):
+Stages (``conf/model_stages/x2face/``):
   * ``photometric`` (§3.3 stage I): source and driving frames of one video; L1(generated, driving). Official
     train_model.py: SGD(lr 1e-3, momentum 0.9), batch 16; the paper divides the lr by 10 on a plateau.
   * ``identity`` (§3.3 stage II), from ``photometric``'s checkpoint, lr 1e-4: sources sA, driving dA (same identity)

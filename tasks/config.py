@@ -21,7 +21,7 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.stage.get("model") != model or stage not in valid:
         owner = f" (it is a stage of {cfg.stage.model})" if cfg.stage.get("model") else ""
         raise ConfigError(
-            f"stage '{stage}' does not belong to model '{model}'{owner}: there is no conf/stages/{model}/{stage}.yaml. "
+            f"stage '{stage}' does not belong to model '{model}'{owner}: there is no conf/model_stages/{model}/{stage}.yaml. "
             f"Valid stages for model={model}: {valid}; e.g. python run.py model={model} stage={valid[0]}"
         )
     data_model = cfg.dataset.get("model")

@@ -84,8 +84,8 @@ def read_official_files(paths: list[str]) -> dict[str, dict[str, Tensor]]:
 
 
 def stage_config(model: str, stage: str) -> DictConfig:
-    """The stage's own config file, conf/stages/<model>/<stage>.yaml."""
-    path = Path(CONF_DIR) / "stages" / model / f"{stage}.yaml"
+    """The stage's own config file, conf/model_stages/<model>/<stage>.yaml."""
+    path = Path(CONF_DIR) / "model_stages" / model / f"{stage}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"model {model} has no stage config {path}")
     stage_cfg = OmegaConf.load(path)

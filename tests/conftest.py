@@ -14,7 +14,7 @@ from tasks.config import compose_config as compose_real_config
 
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
 
-# Settings every tiny run shares: the models' own size=tiny (conf/sizes/<model>/tiny.yaml), one short epoch,
+# Settings every tiny run shares: the models' own size=tiny (conf/model_sizes/<model>/tiny.yaml), one short epoch,
 # samples every step, CSV logs.
 _TINY_RUN = [
     "size=tiny",

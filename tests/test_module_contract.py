@@ -30,7 +30,7 @@ CASES = [(model, stage) for model, stages in MODELS.items() for stage in stages]
 
 
 def _stage_file(model: str, stage: str):
-    return OmegaConf.load(Path(CONF_DIR) / "stages" / model / f"{stage}.yaml")
+    return OmegaConf.load(Path(CONF_DIR) / "model_stages" / model / f"{stage}.yaml")
 
 
 class _Runs:

@@ -1,7 +1,7 @@
 """A paper is its own files: no shared config file, and no shared module, names a specific paper.
 
 Shared config files are every file under conf/ except a paper's own: conf/model/<paper>.yaml,
-conf/stages/<paper>/, conf/sizes/<paper>/, datasets (they name their paper in `model:`), experiments and tasks
+conf/model_stages/<paper>/, conf/model_sizes/<paper>/, datasets (they name their paper in `model:`), experiments and tasks
 that list the models they run. Comments may cite a paper as the source of a default value; values may not name
 one. The one exception is conf/config.yaml's default model.
 """
@@ -54,7 +54,7 @@ def _load(path: Path) -> Any:
 
 def _paper_owned(path: Path) -> bool:
     rel = path.relative_to(CONF).parts
-    if rel[0] in ("model", "stages", "sizes", "experiment", "dataset"):
+    if rel[0] in ("model", "model_stages", "model_sizes", "experiment", "dataset"):
         return True
     if rel[0] == "task":
         return bool(_load(path).get("models"))
@@ -82,13 +82,15 @@ def test_no_shared_config_file_names_a_paper(path: Path) -> None:
 
 
 def test_a_papers_own_config_files_name_only_that_paper() -> None:
-    for paper_dir in (CONF / "stages").iterdir():
+    for paper_dir in (CONF / "model_stages").iterdir():
         for path in paper_dir.glob("*.yaml"):
             data = _load(path)
             assert data.get("model", paper_dir.name) == paper_dir.name, path
-    for path in [*(CONF / "stages").rglob("*.yaml"), *(CONF / "sizes").rglob("*.yaml")]:
+    for path in [*(CONF / "model_stages").rglob("*.yaml"), *(CONF / "model_sizes").rglob("*.yaml")]:
         owner = path.relative_to(CONF).parts[1]
-        others = {m.group(1).lower() for _, v in _values(_load(path)) for m in PAPER_WORD.finditer(v)} - {owner}
+        data = _load(path)
+        needed = set((data.get("needs_models") or {}).values())  # a stage may name the models it declares it needs
+        others = {m.group(1).lower() for _, v in _values(data) for m in PAPER_WORD.finditer(v)} - {owner} - needed
         assert not others, f"{path} names {others}"
 
 
@@ -111,9 +113,9 @@ def test_every_model_config_has_its_own_files() -> None:
         model = _load(CONF / "model" / f"{paper}.yaml")
         assert model["name"] == paper and model["_target_"].startswith(f"lightning_modules.{paper}.")
         assert "module" not in model, "one shape: the model config is the constructor itself"
-        assert (CONF / "stages" / paper / "default.yaml").is_file()
+        assert (CONF / "model_stages" / paper / "default.yaml").is_file()
         for stage in model["stages"]:
-            assert (CONF / "stages" / paper / f"{stage}.yaml").is_file()
+            assert (CONF / "model_stages" / paper / f"{stage}.yaml").is_file()
             assert (CONF / "stage" / f"{stage}.yaml").is_file()
         assert (CONF / "dataset" / f"default_for_{paper}.yaml").is_file()
         assert os.path.isfile(REPO / "lightning_modules" / f"{paper}.py")

@@ -33,9 +33,9 @@ def _model_for(group: str, option: str) -> str | None:
 
 
 def _paper_stages() -> list[tuple[str, str]]:
-    """(model, stage) for every stage definition conf/stages/<model>/<stage>.yaml."""
-    folder = os.path.join(CONF_DIR, "stages")
-    return [(m, s) for m in sorted(os.listdir(folder)) for s in _options(os.path.join("stages", m))]
+    """(model, stage) for every stage definition conf/model_stages/<model>/<stage>.yaml."""
+    folder = os.path.join(CONF_DIR, "model_stages")
+    return [(m, s) for m in sorted(os.listdir(folder)) for s in _options(os.path.join("model_stages", m))]
 
 
 @pytest.mark.parametrize(("model", "stage"), _paper_stages())
