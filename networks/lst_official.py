@@ -18,6 +18,9 @@ from torch import Tensor
 from networks.official import OfficialWeightsError
 
 #: first/last official conv of each part per level (our layout tables in networks.lst hold the full lists)
+#: how an official weight file of this paper is recognised (:func:`networks.official.official_kind`)
+OFFICIAL_SIGNATURE = {"model": "lst", "title": "LinearStyleTransfer",
+                      "prefixes": ("snet.", "cnet.", "conv1.", "conv7.", "conv11.")}
 _ENCODER_LAST = {"r31": "conv6", "r41": "conv10"}
 _DECODER_LAST = {"r31": "conv11", "r41": "conv19"}
 _TRANSFORM_CHANNELS = {256: "r31", 512: "r41"}

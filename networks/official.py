@@ -1,7 +1,7 @@
 """Shared plumbing for importing the official code's weight files: key renaming by name with a full check of
 names and shapes, and recognising an official file where a condsynth checkpoint was expected.
 
-The per-paper key tables are in :mod:`networks.pix2pixhd_official` and :mod:`networks.lst_official`. Each table is a
+The per-paper key tables are in ``networks/<paper>_official.py`` (each with its ``OFFICIAL_SIGNATURE``). Each table is a
 function ``our key -> official key`` over the keys of our own network built with the file's options, so the import
 goes by name (never by order) and every key of both sides is accounted for.
 """
@@ -83,18 +83,34 @@ def map_official_state(
     return {key: official[off].detach().clone() for key, off in table.items()}
 
 
-def official_kind(state: object) -> str | None:
-    """``'pix2pixhd'`` or ``'lst'`` when ``state`` (a loaded file) looks like an official weight file of that
-    paper, else None."""
+def official_signatures() -> list[Mapping[str, object]]:
+    """Every paper's ``OFFICIAL_SIGNATURE`` (its ``networks/<paper>_official.py`` key table module), in name order:
+    a new paper's table is found without editing this file."""
+    import importlib
+    import pkgutil
+
+    import networks
+
+    out = []
+    for info in sorted(pkgutil.iter_modules(networks.__path__), key=lambda i: i.name):
+        if info.name.endswith("_official"):
+            signature = getattr(importlib.import_module(f"networks.{info.name}"), "OFFICIAL_SIGNATURE", None)
+            if signature is not None:
+                out.append(signature)
+    return out
+
+
+def official_kind(state: object) -> Mapping[str, object] | None:
+    """The ``OFFICIAL_SIGNATURE`` of the paper whose official weight file ``state`` (a loaded file) looks like,
+    else None."""
     if not isinstance(state, Mapping) or not state or "state_dict" in state:
         return None
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         return None
     keys = list(strip_data_parallel(state))
-    if any(k.startswith(("model.", "model1_1.", "scale0_layer0.", "layer0.")) for k in keys):
-        return "pix2pixhd"
-    if any(k.startswith(("snet.", "cnet.", "conv1.", "conv7.", "conv11.")) for k in keys):
-        return "lst"
+    for signature in official_signatures():
+        if any(k.startswith(tuple(signature["prefixes"])) for k in keys):
+            return signature
     return None
 
 
@@ -103,6 +119,5 @@ def not_a_checkpoint_hint(state: object, path: str) -> str | None:
     kind = official_kind(state)
     if kind is None:
         return None
-    return (f"{path} is an official {'pix2pixHD' if kind == 'pix2pixhd' else 'LinearStyleTransfer'} weights file, "
-            f"not a condsynth checkpoint: convert it first with {IMPORT_HINT.format(model=kind, path=path)} and pass "
-            f"the checkpoint it writes")
+    return (f"{path} is an official {kind['title']} weights file, not a condsynth checkpoint: convert it first with "
+            f"{IMPORT_HINT.format(model=kind['model'], path=path)} and pass the checkpoint it writes")

@@ -27,6 +27,10 @@ from torch import Tensor
 
 from networks.official import OfficialWeightsError
 
+#: how an official weight file of this paper is recognised where a condsynth checkpoint was expected
+#: (:func:`networks.official.official_kind`): the model to import it with, the paper's name, its key prefixes
+OFFICIAL_SIGNATURE = {"model": "pix2pixhd", "title": "pix2pixHD",
+                      "prefixes": ("model.", "model1_1.", "scale0_layer0.", "layer0.")}
 STEM_MODULES = 4  # reflection pad, conv7, norm, ReLU
 SAMPLING_MODULES = 3  # conv (or convT), norm, ReLU per down/upsampling step
 OUTPUT_MODULES = 3  # reflection pad, conv7, Tanh

@@ -275,7 +275,7 @@ def project_help(conf_dir: str = CONF_DIR) -> str:
                           if OmegaConf.load(p).get("model") == path.stem)
         lines.append(f"  {path.stem:18s} {' -> '.join(data.get('stages', []))}   datasets: {', '.join(datasets)}")
     visible = {g: o for g, o in _groups(conf).items()
-               if g not in ("model", "task", "dataset") and not g.startswith(("model_stages", "model_sizes", "hydra"))}
+               if g not in ("model", "task", "dataset") and not g.startswith(("model_stages", "model_sizes", "model_tasks", "hydra"))}
     lines += ["", "Other groups:"]
     for group, options in sorted(visible.items()):
         shown = [o for o in options if not o.startswith("default_for_") and not (group == "stage" and o == "default")]

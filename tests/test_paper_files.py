@@ -30,7 +30,8 @@ SHARED_MODULES = ["run.py", "tasks/__init__.py", "tasks/builders.py", "tasks/run
                   "tasks/inference.py", "tasks/export.py", "tasks/fetch_weights.py", "lightning_modules/factory.py",
                   "lightning_modules/checkpoints.py", "lightning_modules/loading.py", "lightning_modules/bundles.py",
                   "lightning_modules/composition.py", "lightning_modules/inference_io.py",
-                  "lightning_modules/schedules.py", "tasks/config.py", "tasks/train.py",
+                  "lightning_modules/schedules.py", "networks/official.py", "tasks/import_official.py",
+                  "tasks/config.py", "tasks/train.py",
                   "tasks/evaluate.py", "tasks/summary.py", "lightning_modules/base.py", "lightning_modules/stages.py",
                   "lightning_modules/callbacks.py", "datamodules/base.py", "datamodules/files.py",
                   "datamodules/visualize.py", "losses/conditional_gan.py"]
@@ -54,7 +55,7 @@ def _load(path: Path) -> Any:
 
 def _paper_owned(path: Path) -> bool:
     rel = path.relative_to(CONF).parts
-    if rel[0] in ("model", "model_stages", "model_sizes", "experiment", "dataset"):
+    if rel[0] in ("model", "model_stages", "model_sizes", "model_tasks", "experiment", "dataset"):
         return True
     if rel[0] == "task":
         return bool(_load(path).get("models"))
@@ -86,7 +87,8 @@ def test_a_papers_own_config_files_name_only_that_paper() -> None:
         for path in paper_dir.glob("*.yaml"):
             data = _load(path)
             assert data.get("model", paper_dir.name) == paper_dir.name, path
-    for path in [*(CONF / "model_stages").rglob("*.yaml"), *(CONF / "model_sizes").rglob("*.yaml")]:
+    for path in [*(CONF / "model_stages").rglob("*.yaml"), *(CONF / "model_sizes").rglob("*.yaml"),
+                 *(CONF / "model_tasks").rglob("*.yaml")]:
         owner = path.relative_to(CONF).parts[1]
         data = _load(path)
         needed = set((data.get("needs_models") or {}).values())  # a stage may name the models it declares it needs
