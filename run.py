@@ -31,6 +31,7 @@ from tasks.cli import (
     remove_unused_run_dir,
 )
 from tasks.config import register_resolvers, validate_config
+from tasks.threads import apply_threads, passive_wait
 
 register_resolvers()
 log = logging.getLogger("condsynth")
@@ -64,6 +65,10 @@ def main(cfg: DictConfig) -> Any:
     import pytorch_lightning as pl  # here, not at the top: a config error above is shown without importing it (~10 s)
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    try:
+        apply_threads(cfg)  # threads=auto: the CPUs this process may use, less the DataLoader workers
+    except USER_ERRORS as err:
+        fail(err, debug)
     task = hydra.utils.get_method(cfg.task.fn)
     try:
         return task(cfg)
@@ -76,6 +81,7 @@ def main(cfg: DictConfig) -> Any:
 
 
 def entry(argv: list[str]) -> Any:
+    passive_wait()  # before torch loads OpenMP
     quiet_noise()
     if "--help" in argv or "-h" in argv:
         print(project_help())
