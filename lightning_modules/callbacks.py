@@ -109,7 +109,8 @@ class SampleGridCallback(pl.Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints to ``<path>.tmp``, fsync, then rename: a kill mid-write never leaves a truncated .ckpt."""
+    """Write checkpoints to a temporary file unique to this writer (``<path>.<pid>.<random>.tmp``), fsync, then
+    rename: a kill mid-write never leaves a truncated .ckpt, and two runs saving one path never share a temporary."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         atomic_torch_save(checkpoint, str(path))
