@@ -116,6 +116,62 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_torch_save(checkpoint, str(path))
 
 
+class ResumeState(pl.Callback):
+    """What a resume needs beyond Lightning's own checkpoint, so that it continues exactly where the run stopped.
+
+    * **Epoch-end counters**: ``last.ckpt`` is written in ``on_train_epoch_end``, before Lightning counts the epoch
+      as completed. For epoch-based runs Lightning fixes that up on restore, but not with ``trainer.max_steps`` set
+      (iteration-based training): the resume trained one more batch of the old epoch and ended an epoch early (26
+      steps instead of 30). A checkpoint written at the end of an epoch records the epoch as completed.
+    * **Random state** (single process): torch, NumPy and Python's generators, so the next epoch's shuffle and
+      augmentations are those of an uninterrupted run (the same metrics rows, value for value).
+    """
+
+    @property
+    def state_key(self) -> str:
+        return "condsynth.ResumeState"
+
+    def state_dict(self) -> dict[str, Any]:
+        import random
+
+        import numpy as np
+
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+                "python": random.getstate()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._rng = state
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state, self._rng = getattr(self, "_rng", None), None
+        if not state or trainer.world_size != 1:  # ranks have their own generators; rank 0's would be copied to all
+            return
+        import random
+
+        import numpy as np
+
+        torch.set_rng_state(state["torch"])
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+        random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        progress = trainer.fit_loop.epoch_progress
+        at_epoch_end = (progress.current.processed == progress.current.ready
+                        and progress.current.completed == progress.current.processed - 1)
+        loops = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+        epochs, batches = loops.get("epoch_progress"), loops.get("epoch_loop.batch_progress")
+        if not (at_epoch_end and epochs and batches):
+            return
+        for counter in ("total", "current"):  # the epoch is done: what Lightning records after this hook
+            epochs[counter]["completed"] = epochs[counter]["processed"]
+        # and the next epoch has not started: its batch counters at zero, as Lightning resets them at its start
+        batches["current"] = {key: 0 for key in batches["current"]}
+        batches["is_last_batch"] = False
+
+
 def requeue_signal() -> signal.Signals:
     """The signal submitit asks SLURM to send before the time limit (``--signal=USR2@signal_delay_s``), and the one
     ``scancel --signal=USR2 <job>`` sends to preempt. ``SUBMITIT_PREEMPT_SIGNAL`` changes it, as it does submitit's."""
