@@ -220,15 +220,28 @@ class PreemptionCheckpoint(pl.Callback):
         self.signum = signal.Signals(signum) if signum is not None else requeue_signal()
         self._received: int | None = None
         self._previous: Any = None
+        self._previous_stop: dict[int, Any] = {}
         self._installed = False
 
     # --- signal plumbing ----------------------------------------------------------------------------
+    #: Ctrl-C and ``kill``: save at the batch boundary, then exit 128 + the signal (130 / 143)
+    STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def _handler(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self._received == signal.SIGINT:  # a second Ctrl-C: stop now
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            raise SystemExit(128 + signal.SIGINT)
         self._received = signum  # only this: the work happens at the next batch boundary
+        if signum == signal.SIGINT:
+            print("\ncondsynth: Ctrl-C: saving a checkpoint at the end of this batch (Ctrl-C again: stop now)",
+                  flush=True)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or self._installed or threading.current_thread() is not threading.main_thread():
             return
+        self._previous_stop = {s: signal.getsignal(s) for s in self.STOP_SIGNALS if s != self.signum}
+        for s in self._previous_stop:
+            signal.signal(s, self._handler)
         self._previous = signal.getsignal(self.signum)
         signal.signal(self.signum, self._handler)
         self._installed = True
@@ -236,6 +249,8 @@ class PreemptionCheckpoint(pl.Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._installed and threading.current_thread() is threading.main_thread():
             signal.signal(self.signum, self._previous if self._previous is not None else signal.SIG_DFL)
+            for s, previous in self._previous_stop.items():
+                signal.signal(s, previous if previous is not None else signal.SIG_DFL)
             self._installed = False
 
     # --- what a run logs when it starts: the step it starts from, and the optimizer state it restored --------
@@ -265,15 +280,21 @@ class PreemptionCheckpoint(pl.Callback):
         for lg in trainer.loggers:
             lg.save()
         if trainer.is_global_zero:
-            log.warning("condsynth: preempted (%s) at step %d (epoch %d; Lightning global step %d; optimizer steps "
-                        "%s); saved %s", signal.Signals(signum).name, training_steps(trainer) + 1, trainer.current_epoch,
-                        trainer.global_step, optimizer_steps(trainer), path)
+            what = "preempted" if signum == self.signum else "interrupted"
+            log.warning("condsynth: %s (%s) at step %d (epoch %d; Lightning global step %d; optimizer steps "
+                        "%s); saved %s", what, signal.Signals(signum).name, training_steps(trainer) + 1,
+                        trainer.current_epoch, trainer.global_step, optimizer_steps(trainer), path)
         # we exit right after; SLURM's SIGTERM after the requeue must not start Lightning's SIGTERM handler
         # (it broadcasts between ranks from inside a signal handler)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         exit_exc: BaseException = SystemExit(self.EXIT_CODE)
-        if trainer.is_global_zero:
+        if signum in self.STOP_SIGNALS and signum != self.signum:  # stopped by the user: no requeue
+            exit_exc = SystemExit(128 + signum)
+            if trainer.is_global_zero:
+                log.warning("condsynth: stopped by %s; rerun with ckpt_path=last to continue",
+                            signal.Signals(signum).name)
+        elif trainer.is_global_zero:
             exit_exc = self._hand_over(signum)
         trainer.strategy.barrier("condsynth.preemption.requeued")  # no rank leaves before rank 0 has requeued
         raise exit_exc
