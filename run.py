@@ -26,11 +26,15 @@ from tasks.cli import (
     debug_requested,
     fail,
     link_latest,
+    previous_latest,
     project_help,
     quiet_noise,
     remove_unused_run_dir,
+    restore_latest,
 )
 from tasks.config import register_resolvers, validate_config
+from tasks.run_dir import prepare_run_dir, resolve_link_overrides
+from tasks.threads import apply_threads, passive_wait
 
 register_resolvers()
 log = logging.getLogger("condsynth")
@@ -51,36 +55,57 @@ def lightning_logs_to_stderr() -> None:
 
 
 
+_UNMOVED = object()  # the latest link was not touched yet
+
+
+def stopped_at_start(cfg: DictConfig, err: BaseException, debug: bool, latest_before: Any = _UNMOVED) -> None:
+    """A run that stopped before it trained: remove what it created in its run folder, put the ``latest`` link back
+    where it was (``latest_before``: its target before this run, None for no link), and report the error in one
+    line."""
+    run_dir = cfg.paths.get("run_dir") if "paths" in cfg else None
+    if remove_unused_run_dir(run_dir) and latest_before is not _UNMOVED:
+        restore_latest(cfg, latest_before)
+    fail(err, debug)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> Any:
     debug = debug_requested() or bool(cfg.get("debug"))
     try:
+        if "paths" in cfg:  # the lock (already taken by tasks.run_dir.RecordRunDir for a single run)
+            prepare_run_dir(cfg.paths.run_dir)
+    except USER_ERRORS as err:
+        fail(err, debug)  # another run holds the folder: touch nothing in it
+    try:
         validate_config(cfg)
     except USER_ERRORS as err:
-        remove_unused_run_dir(cfg.paths.get("run_dir") if "paths" in cfg else None)
-        fail(err, debug)
+        stopped_at_start(cfg, err, debug)
+    latest_before = previous_latest(cfg)
     link_latest(cfg)
     lightning_logs_to_stderr()  # in main: a SLURM job runs this function alone (submitit pickles it)
     import pytorch_lightning as pl  # here, not at the top: a config error above is shown without importing it (~10 s)
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    apply_threads(cfg)  # threads=auto: the CPUs this process may use, less the DataLoader workers
     task = hydra.utils.get_method(cfg.task.fn)
     try:
         return task(cfg)
-    except USER_ERRORS as err:
-        fail(err, debug)
+    except USER_ERRORS as err:  # a data error at start-up leaves no run folder (a later one keeps the run's files)
+        stopped_at_start(cfg, err, debug, latest_before)
     except InstantiationException as err:  # a constructor's own clear error, wrapped by Hydra
         if not isinstance(err.__cause__, USER_ERRORS):
             raise
-        fail(err.__cause__, debug)
+        stopped_at_start(cfg, err.__cause__, debug, latest_before)
 
 
 def entry(argv: list[str]) -> Any:
+    passive_wait()  # before torch loads OpenMP
     quiet_noise()
     if "--help" in argv or "-h" in argv:
         print(project_help())
     elif "--hydra-help" not in argv and not any(a.startswith(("--cfg", "-c", "--info", "--shell")) for a in argv):
         try:
+            sys.argv[1:] = resolve_link_overrides(sys.argv[1:])  # hydra.run.dir=<run>/latest: the real folder
             sys.argv += checkpoint_overrides(argv)  # inference tasks: model and stage of the checkpoint
             check_overrides(sys.argv[1:])
         except USER_ERRORS as err:

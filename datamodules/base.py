@@ -89,6 +89,19 @@ def scan_files(items: Sequence[T], check: Callable[[T], str | None], files_of: C
     return [item for item in items if id(item) not in skipped]
 
 
+def worker_init(worker_id: int) -> None:
+    """Each DataLoader worker runs one intra-op thread (``tasks/threads.py`` counts the workers' CPUs out of the
+    main process's threads), then Lightning's per-worker seeding when ``seed_everything(workers=True)`` asked for
+    it: Lightning adds its own only to loaders that have none."""
+    import torch
+
+    torch.set_num_threads(1)
+    if int(os.environ.get("PL_SEED_WORKERS", "0") or 0):
+        from lightning_fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id)
+
+
 class BaseDataModule(pl.LightningDataModule):
     """Checks ``dataset``, ``batch_size``, ``num_workers`` and the split sizes, and builds the loaders of the
     splits a subclass's ``setup`` puts in ``train_set`` / ``val_set`` / ``test_set`` / ``predict_set``.
@@ -132,6 +145,7 @@ class BaseDataModule(pl.LightningDataModule):
             shuffle=split == "train" and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
+            worker_init_fn=worker_init if self.num_workers > 0 else None,
             persistent_workers=self.num_workers > 0 and split in ("train", "val"),
         )
 

@@ -8,20 +8,50 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
+#: random bytes (hex) in a temporary name (with the pid: unique per writer, even across hosts)
+TMP_RANDOM_BYTES = 4
+#: what :func:`temporary_path` makes (and ``*.ckpt.tmp``, the fixed name of older versions): left-overs of a killed
+#: writer, removed at the start of a run (:func:`remove_stale_temporaries`)
+_TMP_NAME = re.compile(r"\.\d+\.[0-9a-f]+\.tmp$|\.ckpt\.tmp$|^\..+\.\d+\.[0-9a-f]+\.partial(\.[^.]*)?$")
+
 
 def temporary_path(path: str, keep_extension: bool = False) -> str:
-    """``<path>.tmp``; with ``keep_extension`` ``<dir>/.<stem>.partial<ext>`` (writers that pick the format from
-    the extension: PNG, ONNX, video containers)."""
+    """A name next to ``path`` that no other writer uses: ``<path>.<pid>.<random>.tmp``; with ``keep_extension``
+    ``<dir>/.<stem>.<pid>.<random>.partial<ext>`` (writers that pick the format from the extension: PNG, ONNX,
+    video containers). Two processes writing one target never share a temporary file, so the last rename wins
+    with a complete file."""
+    tag = f"{os.getpid()}.{secrets.token_hex(TMP_RANDOM_BYTES)}"
     if not keep_extension:
-        return path + ".tmp"
+        return f"{path}.{tag}.tmp"
     folder, name = os.path.split(path)
     stem, ext = os.path.splitext(name)
-    return os.path.join(folder or ".", f".{stem}.partial{ext}")
+    return os.path.join(folder or ".", f".{stem}.{tag}.partial{ext}")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of :func:`temporary_path`'s (or an older fixed ``*.ckpt.tmp``)."""
+    return bool(_TMP_NAME.search(name))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Remove the temporary files that killed writers left under ``folder`` (a run folder whose lock this process
+    holds, so no live writer owns them); returns the removed paths."""
+    removed = []
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            if is_temporary(name):
+                path = os.path.join(root, name)
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+                    removed.append(path)
+    return removed
 
 
 def _fsync_dir(folder: str) -> None:
@@ -69,7 +99,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> str:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> str:
-    """torch.save to ``<path>.tmp`` then rename over ``path``: readers never see a partial file."""
+    """torch.save to a temporary file of this writer's own, then rename over ``path``: readers never see a partial
+    file, and two writers of one path never tear each other's."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)
     return os.fspath(path)

@@ -109,7 +109,8 @@ class SampleGridCallback(pl.Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints to ``<path>.tmp``, fsync, then rename: a kill mid-write never leaves a truncated .ckpt."""
+    """Write checkpoints to a temporary file unique to this writer (``<path>.<pid>.<random>.tmp``), fsync, then
+    rename: a kill mid-write never leaves a truncated .ckpt, and two runs saving one path never share a temporary."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         atomic_torch_save(checkpoint, str(path))
@@ -120,6 +121,62 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         from lightning_modules.checkpoints import read_checkpoint
 
         return read_checkpoint(str(path), cached=False)
+
+
+class ResumeState(pl.Callback):
+    """What a resume needs beyond Lightning's own checkpoint, so that it continues exactly where the run stopped.
+
+    * **Epoch-end counters**: ``last.ckpt`` is written in ``on_train_epoch_end``, before Lightning counts the epoch
+      as completed. For epoch-based runs Lightning fixes that up on restore, but not with ``trainer.max_steps`` set
+      (iteration-based training): the resume trained one more batch of the old epoch and ended an epoch early (26
+      steps instead of 30). A checkpoint written at the end of an epoch records the epoch as completed.
+    * **Random state** (single process): torch, NumPy and Python's generators, so the next epoch's shuffle and
+      augmentations are those of an uninterrupted run (the same metrics rows, value for value).
+    """
+
+    @property
+    def state_key(self) -> str:
+        return "condsynth.ResumeState"
+
+    def state_dict(self) -> dict[str, Any]:
+        import random
+
+        import numpy as np
+
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+                "python": random.getstate()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._rng = state
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state, self._rng = getattr(self, "_rng", None), None
+        if not state or trainer.world_size != 1:  # ranks have their own generators; rank 0's would be copied to all
+            return
+        import random
+
+        import numpy as np
+
+        torch.set_rng_state(state["torch"])
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+        random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        progress = trainer.fit_loop.epoch_progress
+        at_epoch_end = (progress.current.processed == progress.current.ready
+                        and progress.current.completed == progress.current.processed - 1)
+        loops = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+        epochs, batches = loops.get("epoch_progress"), loops.get("epoch_loop.batch_progress")
+        if not (at_epoch_end and epochs and batches):
+            return
+        for counter in ("total", "current"):  # the epoch is done: what Lightning records after this hook
+            epochs[counter]["completed"] = epochs[counter]["processed"]
+        # and the next epoch has not started: its batch counters at zero, as Lightning resets them at its start
+        batches["current"] = {key: 0 for key in batches["current"]}
+        batches["is_last_batch"] = False
 
 
 def requeue_signal() -> signal.Signals:
@@ -170,15 +227,28 @@ class PreemptionCheckpoint(pl.Callback):
         self.signum = signal.Signals(signum) if signum is not None else requeue_signal()
         self._received: int | None = None
         self._previous: Any = None
+        self._previous_stop: dict[int, Any] = {}
         self._installed = False
 
     # --- signal plumbing ----------------------------------------------------------------------------
+    #: Ctrl-C and ``kill``: save at the batch boundary, then exit 128 + the signal (130 / 143)
+    STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def _handler(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self._received == signal.SIGINT:  # a second Ctrl-C: stop now
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            raise SystemExit(128 + signal.SIGINT)
         self._received = signum  # only this: the work happens at the next batch boundary
+        if signum == signal.SIGINT:
+            print("\ncondsynth: Ctrl-C: saving a checkpoint at the end of this batch (Ctrl-C again: stop now)",
+                  flush=True)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or self._installed or threading.current_thread() is not threading.main_thread():
             return
+        self._previous_stop = {s: signal.getsignal(s) for s in self.STOP_SIGNALS if s != self.signum}
+        for s in self._previous_stop:
+            signal.signal(s, self._handler)
         self._previous = signal.getsignal(self.signum)
         signal.signal(self.signum, self._handler)
         self._installed = True
@@ -186,6 +256,8 @@ class PreemptionCheckpoint(pl.Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._installed and threading.current_thread() is threading.main_thread():
             signal.signal(self.signum, self._previous if self._previous is not None else signal.SIG_DFL)
+            for s, previous in self._previous_stop.items():
+                signal.signal(s, previous if previous is not None else signal.SIG_DFL)
             self._installed = False
 
     # --- what a run logs when it starts: the step it starts from, and the optimizer state it restored --------
@@ -215,15 +287,21 @@ class PreemptionCheckpoint(pl.Callback):
         for lg in trainer.loggers:
             lg.save()
         if trainer.is_global_zero:
-            log.warning("condsynth: preempted (%s) at step %d (epoch %d; Lightning global step %d; optimizer steps "
-                        "%s); saved %s", signal.Signals(signum).name, training_steps(trainer) + 1, trainer.current_epoch,
-                        trainer.global_step, optimizer_steps(trainer), path)
+            what = "preempted" if signum == self.signum else "interrupted"
+            log.warning("condsynth: %s (%s) at step %d (epoch %d; Lightning global step %d; optimizer steps "
+                        "%s); saved %s", what, signal.Signals(signum).name, training_steps(trainer) + 1,
+                        trainer.current_epoch, trainer.global_step, optimizer_steps(trainer), path)
         # we exit right after; SLURM's SIGTERM after the requeue must not start Lightning's SIGTERM handler
         # (it broadcasts between ranks from inside a signal handler)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         exit_exc: BaseException = SystemExit(self.EXIT_CODE)
-        if trainer.is_global_zero:
+        if signum in self.STOP_SIGNALS and signum != self.signum:  # stopped by the user: no requeue
+            exit_exc = SystemExit(128 + signum)
+            if trainer.is_global_zero:
+                log.warning("condsynth: stopped by %s; rerun with ckpt_path=last to continue",
+                            signal.Signals(signum).name)
+        elif trainer.is_global_zero:
             exit_exc = self._hand_over(signum)
         trainer.strategy.barrier("condsynth.preemption.requeued")  # no rank leaves before rank 0 has requeued
         raise exit_exc

@@ -8,7 +8,7 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_modules.callbacks import AtomicCheckpointIO, PreemptionCheckpoint
+from lightning_modules.callbacks import AtomicCheckpointIO, PreemptionCheckpoint, ResumeState
 from lightning_modules.factory import safe_instantiate
 
 
@@ -42,6 +42,8 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
     callbacks = list(callbacks or [])
     if not any(isinstance(c, PreemptionCheckpoint) for c in callbacks):
         callbacks.append(PreemptionCheckpoint(dirpath=str(cfg.paths.checkpoint_dir)))
+    if not any(isinstance(c, ResumeState) for c in callbacks):
+        callbacks.append(ResumeState())  # a resume continues at the same step with the same random state
     step_limits = {key: int(cfg.trainer[key]) * optimizer_steps_per_batch for key in ("max_steps", "min_steps")
                    if cfg.trainer.get(key) is not None and int(cfg.trainer[key]) > 0}
     trainer = hydra.utils.instantiate(

@@ -7,6 +7,7 @@ once, with a suggestion, and no run folder is made), :func:`fail` for every erro
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -51,34 +52,87 @@ def fail(err: BaseException, debug: bool = False) -> NoReturn:
     sys.exit(2)
 
 
-def remove_unused_run_dir(run_dir: str | os.PathLike | None) -> None:
-    """A run that stopped at start-up leaves no folder behind: remove ``run_dir`` when it holds nothing but
-    Hydra's own files (``.hydra/``, the log)."""
+#: what Hydra itself writes into a run folder before the task runs (and the run folder's lock)
+HYDRA_OWN = (".hydra", ".lock")
+
+
+def remove_unused_run_dir(run_dir: str | os.PathLike | None) -> bool:
+    """A run that stopped at start-up leaves nothing behind: when everything this run created in ``run_dir`` is
+    Hydra's own (``.hydra/``, the log, the lock), remove it; the folder itself only when this run created it (a
+    folder given with ``hydra.run.dir`` that held the user's files keeps them). Returns whether the folder is gone."""
+    from tasks.run_dir import created_by_this_run, release_run_dir
+
     if not run_dir or not os.path.isdir(run_dir):
-        return
-    if all(name == ".hydra" or name.endswith(".log") for name in os.listdir(run_dir)):
-        root = logging.getLogger()
-        inside = os.path.abspath(run_dir) + os.sep
-        for handler in list(root.handlers):
-            if isinstance(handler, logging.FileHandler) and handler.baseFilename.startswith(inside):
-                root.removeHandler(handler)
-                handler.close()
+        return False
+    made, mine = created_by_this_run(run_dir)
+    if not all(name in HYDRA_OWN or name.endswith(".log") for name in mine):
+        return False  # the run wrote something of its own: keep it
+    root = logging.getLogger()
+    inside = os.path.realpath(run_dir) + os.sep
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and os.path.realpath(handler.baseFilename).startswith(inside):
+            root.removeHandler(handler)
+            handler.close()
+    release_run_dir(run_dir)
+    if made:
         shutil.rmtree(run_dir, ignore_errors=True)
+        return True
+    for name in mine:
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    return False
+
+
+def _latest_link(cfg: DictConfig) -> str | None:
+    """``<output_dir>/<task>/<model>_<stage>/latest`` for a run in that default layout, on rank 0; else None."""
+    run_dir = str(cfg.paths.get("run_dir") or "")
+    if not run_dir or os.environ.get("RANK", "0") != "0" or os.environ.get("LOCAL_RANK", "0") != "0":
+        return None
+    parent = os.path.dirname(os.path.realpath(run_dir))
+    if os.path.basename(parent) != str(cfg.run_name) or os.path.basename(os.path.dirname(parent)) != cfg.task.name:
+        return None
+    return os.path.join(parent, "latest")
 
 
 def link_latest(cfg: DictConfig) -> str | None:
     """Point ``<output_dir>/<task>/<model>_<stage>/latest`` at this run's folder (the newest run of that task,
-    model and stage), replacing the link atomically. Only for runs in that default layout, on rank 0."""
-    run_dir = str(cfg.paths.get("run_dir") or "")
-    if not run_dir or os.environ.get("RANK", "0") != "0" or os.environ.get("LOCAL_RANK", "0") != "0":
+    model and stage), replacing the link atomically. Only for runs in that default layout, on rank 0; a run given
+    through the link itself (``hydra.run.dir=.../latest``) leaves it as it is."""
+    link = _latest_link(cfg)
+    target = os.path.basename(os.path.realpath(str(cfg.paths.get("run_dir") or "")))
+    if link is None or target == "latest":
         return None
-    parent = os.path.dirname(os.path.abspath(run_dir))
-    if os.path.basename(parent) != str(cfg.run_name) or os.path.basename(os.path.dirname(parent)) != cfg.task.name:
-        return None
-    link = os.path.join(parent, "latest")
+    return _point(link, target, cfg.paths.run_dir)
+
+
+def previous_latest(cfg: DictConfig) -> str | None:
+    """Where the ``latest`` link points before this run moves it (None: no link)."""
+    link = _latest_link(cfg)
+    return os.readlink(link) if link and os.path.islink(link) else None
+
+
+def restore_latest(cfg: DictConfig, previous: str | None) -> None:
+    """Put the ``latest`` link back where it pointed before this run (a run that stopped at start-up)."""
+    link = _latest_link(cfg)
+    if link is None:
+        return
+    if previous is None:
+        with contextlib.suppress(OSError):
+            os.remove(link)
+    else:
+        _point(link, previous, cfg.paths.run_dir)
+
+
+def _point(link: str, target: str, run_dir: str) -> str | None:
     tmp = f"{link}.{os.getpid()}.tmp"
     try:
-        os.symlink(os.path.basename(os.path.abspath(run_dir)), tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        os.symlink(target, tmp)
         os.replace(tmp, link)
     except OSError as err:  # e.g. a filesystem without symlinks: say where the run is instead
         log.info("could not update %s (%s); this run is %s", link, err, run_dir)

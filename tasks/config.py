@@ -49,6 +49,9 @@ def validate_config(cfg: DictConfig) -> None:
 
         check_stage_start(StageSpec.from_config(OmegaConf.to_container(cfg.stage, resolve=True)))
     _validate_task_keys(cfg)
+    from tasks.threads import parse_setting
+
+    parse_setting(cfg.get("threads", "auto"))
     note_demo_size(cfg)
     ckpts = cfg.task.get("ckpt_path")
     for ckpt in (list(ckpts) if OmegaConf.is_list(ckpts) else [ckpts]):  # task=studio takes a list

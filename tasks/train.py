@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import Any
 
 from omegaconf import DictConfig
@@ -34,7 +35,12 @@ def train(cfg: DictConfig) -> float | None:
     trainer = build_trainer(cfg, callbacks, loggers, optimizer_steps_per_batch=module.optimizer_steps_per_batch)
     log.info("training model=%s stage=%s dataset=%s in %s", cfg.model.name, cfg.stage.name, cfg.dataset.name,
              cfg.paths.run_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    except SIGTERMException as err:  # Lightning's own stop (e.g. during validation) exits 0: a script reads success
+        raise SystemExit(128 + signal.SIGTERM) from err
     if cfg.task.get("test_after_fit"):
         trainer.test(module, datamodule=datamodule)
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

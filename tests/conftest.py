@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from tasks.config import compose_config as compose_real_config
+from tasks.threads import apply_threads
 
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -53,7 +54,7 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     monkeypatch.setenv("CONDSYNTH_CACHE", str(tmp_path_factory.getbasetemp() / "condsynth-cache"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    apply_threads({"threads": "auto"}, announce=False, export=False)  # run.py's choice: the CPUs this process may use
 
 
 def compose_config(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = None,

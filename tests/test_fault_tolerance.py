@@ -184,6 +184,38 @@ def test_usr2_saves_at_a_batch_boundary_and_stops(tmp_path: Path) -> None:
     assert {int(s["step"]) for s in saved["optimizer_states"][0]["state"].values()} == {step // 2}
 
 
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_save_the_current_step_and_exit_non_zero(tmp_path: Path, signum: int, code: int) -> None:
+    """Ctrl-C or kill mid-epoch: checkpoints/last.ckpt at the current step (not the last epoch's), exit 130/143,
+    and ckpt_path=last continues from that step."""
+    run_dir = tmp_path / "run"
+    args = [*TINY_PIX2PIXHD, f"hydra.run.dir={run_dir}", "dataset.num_train=8", "trainer.limit_train_batches=8",
+            "trainer.max_epochs=20", "callbacks.sample_grid.every_n_steps=1000", "trainer.limit_val_batches=0"]
+    proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=REPO_ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "checkpoints" / "last.ckpt").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not get going"
+            time.sleep(0.05)
+        time.sleep(0.5)  # into the next epoch
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, out[-3000:]
+    m = re.search(rf"interrupted \({signal.Signals(signum).name}\) at step (\d+)", out)
+    assert m, out[-3000:]
+    step = int(m.group(1))
+    saved = _ckpt(run_dir / "checkpoints" / "last.ckpt")
+    assert saved["global_step"] == 2 * step and step >= 8, "saved at the current step"
+    second = _run([*args, "ckpt_path=last", f"trainer.max_steps={step + 1}"])
+    assert second.returncode == 0, second.stderr[-3000:]
+    starts = _STARTS.findall(second.stdout + second.stderr)
+    assert starts and int(starts[0][2]) == 2 * step, (starts, (second.stdout + second.stderr)[-2500:])
+
+
 def _first_losses(make_config, run_dir: Path, seed: int, n: int = 3) -> list[tuple[float, float]]:
     cfg = make_config(f"seed={seed}", f"trainer.limit_train_batches={n}", "dataset.num_train=4",
                       "callbacks.sample_grid.every_n_steps=1000", run_dir=run_dir)
@@ -268,3 +300,24 @@ def test_ddp_lst_transform_stage_with_frozen_encoder_and_decoder(tmp_path: Path)
     assert len(opt["state"]) == len(opt["param_groups"][0]["params"])
     assert {int(s["step"]) for s in opt["state"].values()} == {2}
     assert proc.stdout.count("condsynth: finished") == 1
+
+
+@pytest.mark.parametrize("max_steps", [-1, 9], ids=["epochs", "max_steps"])
+def test_resume_from_an_epoch_end_checkpoint_matches_an_uninterrupted_run(make_config, tmp_path: Path,
+                                                                          max_steps: int) -> None:
+    """Stopped after an epoch and resumed, a run reaches the same step count and writes the same metrics rows, value
+    for value, as one that ran through: with trainer.max_steps (iteration-based) Lightning's restore once trained a
+    batch too many of the old epoch and ended an epoch early; the random state continues too."""
+    common = ["trainer.limit_train_batches=3", "dataset.num_train=6", "callbacks.sample_grid.every_n_steps=1000",
+              "trainer.limit_val_batches=0", f"trainer.max_steps={max_steps}"]
+    pl.seed_everything(0)
+    train(make_config(*common, "trainer.max_epochs=3", run_dir=tmp_path / "full"))
+    pl.seed_everything(0)
+    train(make_config(*common, "trainer.max_epochs=1", run_dir=tmp_path / "part"))
+    pl.seed_everything(0)  # as run.py does (cfg.seed); the random state since then comes from the checkpoint
+    train(make_config(*common, "trainer.max_epochs=3", "ckpt_path=last", run_dir=tmp_path / "part"))
+    full = [(r["step"], r["train/loss_G"]) for r in _csv_rows(tmp_path / "full")]
+    resumed = [(r["step"], r["train/loss_G"]) for r in _csv_rows(tmp_path / "part")]
+    assert [s for s, _ in full] == [str(i) for i in range(9)]
+    assert resumed == full
+    assert _ckpt(tmp_path / "part" / "checkpoints" / "last.ckpt")["global_step"] == 18

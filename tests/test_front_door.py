@@ -38,7 +38,7 @@ CASES = [
     (["dataset.root=/data/cityscapes"], "dataset=synthetic_scenes generates its data and reads no folder: add "
      "dataset=<cityscapes|pix2pixhd_folders>", False),
     (["model=lst", "dataset=coco_wikiart", "dataset.content_root=/no/images", "dataset.style_root=/no/images"],
-     "dataset.content_root=/no/images does not exist", True),
+     "dataset.content_root=/no/images does not exist", False),  # a data error at start-up: no folder either
 ]
 
 
@@ -54,6 +54,49 @@ def test_errors_are_one_line(args: list[str], fragment: str, makes_run_dir: bool
     assert os.path.isdir(run_dir) == makes_run_dir
     if makes_run_dir:  # the run's log keeps the error
         assert fragment in (run_dir / "run.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_data_error_at_start_up_keeps_the_users_files_and_the_latest_link(tmp_path) -> None:
+    """A start-up data error removes only what the run created: a hydra.run.dir that held the user's notes keeps
+    them; in the default layout no run folder is left and ``latest`` still points at the previous run."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.log").write_text("my notes")
+    proc = _run(["dataset=pix2pixhd_folders", "dataset.root=/missing", f"hydra.run.dir={mine}"])
+    assert proc.returncode == 2 and len(_error_lines(proc.stderr)) == 1, proc.stderr[-2000:]
+    assert sorted(os.listdir(mine)) == ["notes.log"] and (mine / "notes.log").read_text() == "my notes"
+
+    runs = tmp_path / "outputs" / "train" / "pix2pixhd_global"
+    (runs / "2026-01-01_10-00-00").mkdir(parents=True)
+    (runs / "latest").symlink_to("2026-01-01_10-00-00")
+    proc = _run(["dataset=pix2pixhd_folders", "dataset.root=/missing", f"paths.output_dir={tmp_path / 'outputs'}"])
+    assert proc.returncode == 2 and "dataset root /missing does not exist" in proc.stderr, proc.stderr[-2000:]
+    assert sorted(os.listdir(runs)) == ["2026-01-01_10-00-00", "latest"]
+    assert os.readlink(runs / "latest") == "2026-01-01_10-00-00"
+
+
+@pytest.mark.slow
+def test_a_second_run_in_a_held_run_folder_stops_with_one_line(tmp_path) -> None:
+    """Another run holds the folder: the second stops before Hydra writes anything there (its .hydra/ stays the
+    first run's) with one line naming the folder and the holder."""
+    run_dir = tmp_path / "run"
+    hold = ("import sys, time; sys.path.insert(0, sys.argv[1]); from tasks.run_dir import lock_run_dir; "
+            "lock_run_dir(sys.argv[2]); print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, REPO_ROOT, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (run_dir / ".hydra").mkdir()
+        (run_dir / ".hydra" / "overrides.yaml").write_text("- the first run\n")
+        proc = _run([f"hydra.run.dir={run_dir}", "trainer.max_steps=1"])
+    finally:
+        holder.kill()
+        holder.wait()
+    errors = _error_lines(proc.stderr)
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+    assert f"run folder {run_dir} is in use by pid {holder.pid} on" in errors[0]
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text() == "- the first run\n"
+    assert sorted(os.listdir(run_dir)) == [".hydra", ".lock"]
 
 
 @pytest.mark.slow
