@@ -68,7 +68,7 @@ def scan_files(items: Sequence[T], check: Callable[[T], str | None], files_of: C
             for i, reason in zip(todo, pool.map(lambda i: check(items[i]), todo), strict=True):
                 cache[keys[i]] = reason
         try:
-            from datamodules.files import atomic_write_text
+            from datamodules.atomic_writes import atomic_write_text
 
             atomic_write_text(cache_file, json.dumps({k: cache[k] for k in keys}))
         except OSError as err:

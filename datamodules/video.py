@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from datamodules.files import commit, temporary_path
+from datamodules.atomic_writes import commit, temporary_path
 
 log = logging.getLogger(__name__)
 

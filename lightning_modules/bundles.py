@@ -37,7 +37,7 @@ def write_bundle(module: Any, record: CheckpointRecord, folder: str) -> dict[str
     file name -> SHA-256."""
     from safetensors.torch import save_file
 
-    from datamodules.files import atomic_path, atomic_write_text
+    from datamodules.atomic_writes import atomic_path, atomic_write_text
 
     os.makedirs(folder, exist_ok=True)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}

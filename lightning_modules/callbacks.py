@@ -15,8 +15,8 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from datamodules.files import atomic_torch_save
-from datamodules.visualize import image_grid, save_grid
+from datamodules.atomic_writes import atomic_torch_save
+from datamodules.image_grids import image_grid, save_grid
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from datamodules.edn.datamodule import to_signed_tensor
-from datamodules.visualize import to_unit_range
+from datamodules.image_grids import to_unit_range
 from lightning_modules.base import GANModule, OptimizerFactory
 from lightning_modules.inference_io import as_images
 from losses.conditional_gan import ConditionalGANObjective

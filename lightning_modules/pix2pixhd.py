@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from datamodules.visualize import colorize_labels, to_unit_range
+from datamodules.image_grids import colorize_labels, to_unit_range
 from lightning_modules.base import GANModule, OptimizerFactory
 from lightning_modules.inference_io import as_ids, as_images
 from losses.conditional_gan import ConditionalGANObjective

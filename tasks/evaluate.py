@@ -26,8 +26,8 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from datamodules.files import atomic_write_text
-from datamodules.visualize import image_grid, save_grid
+from datamodules.atomic_writes import atomic_write_text
+from datamodules.image_grids import image_grid, save_grid
 from tasks.builders import build_datamodule, build_trainer
 from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint, to_device
 from tasks.run_logs import build_loggers

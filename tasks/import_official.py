@@ -28,7 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
-from datamodules.files import atomic_path
+from datamodules.atomic_writes import atomic_path
 from lightning_modules.factory import build_module, resolved_config
 from networks.official import map_official_state, strip_data_parallel
 from networks.weights import read_state_dict

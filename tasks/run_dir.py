@@ -199,7 +199,7 @@ def prepare_run_dir(run_dir: str | os.PathLike) -> list[str]:
     """At the start of a run, before anything is written: record what the folder held, take its lock, and remove
     the temporary files killed runs left in it (a kill during a checkpoint write leaks one checkpoint's size);
     returns the removed paths."""
-    from datamodules.files import remove_stale_temporaries
+    from datamodules.atomic_writes import remove_stale_temporaries
 
     record_before(run_dir)
     if not lock_run_dir(run_dir):

@@ -12,7 +12,7 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from datamodules.files import atomic_path, atomic_write_text
+from datamodules.atomic_writes import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 

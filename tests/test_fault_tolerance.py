@@ -19,7 +19,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from datamodules.files import atomic_torch_save
+from datamodules.atomic_writes import atomic_torch_save
 from tasks.resume import resolve_resume_path
 from tasks.run_logs import WANDB_ID_FILE
 from tasks.train import train

@@ -33,8 +33,8 @@ SHARED_MODULES = ["run.py", "tasks/__init__.py", "tasks/builders.py", "tasks/run
                   "lightning_modules/schedules.py", "networks/official.py", "tasks/import_official.py",
                   "tasks/config.py", "tasks/train.py",
                   "tasks/evaluate.py", "tasks/summary.py", "lightning_modules/base.py", "lightning_modules/stages.py",
-                  "lightning_modules/callbacks.py", "datamodules/base.py", "datamodules/files.py",
-                  "datamodules/visualize.py", "losses/conditional_gan.py"]
+                  "lightning_modules/callbacks.py", "datamodules/base.py", "datamodules/atomic_writes.py",
+                  "datamodules/image_grids.py", "losses/conditional_gan.py"]
 
 
 def _values(node: Any, path: str = "") -> Iterator[tuple[str, str]]:

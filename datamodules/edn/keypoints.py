@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from datamodules.files import atomic_write_text
+from datamodules.atomic_writes import atomic_write_text
 
 # --- formats ------------------------------------------------------------------------------------------
 BODY_25_NAMES = ("Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip",

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.visualize import to_unit_range
+from datamodules.image_grids import to_unit_range
 from tasks.edn.poses import POSE_EXTRA_HINT, PoseEstimator
 
 

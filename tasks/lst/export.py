@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from datamodules.files import atomic_path
+from datamodules.atomic_writes import atomic_path
 from networks.lst import LinearStylizer
 from tasks.lst.stylize import load_stylizer, min_image_side, read_image
 

@@ -39,9 +39,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid
 
+from datamodules.image_grids import save_grid
 from datamodules.lst.datamodule import FolderImages, list_images
 from datamodules.transforms import verify_image
-from datamodules.visualize import save_grid
 from lightning_modules.checkpoints import read_record
 from lightning_modules.loading import build_from_record
 from lightning_modules.stages import StageError

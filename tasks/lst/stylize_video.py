@@ -35,8 +35,8 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
+from datamodules.image_grids import save_grid
 from datamodules.video import FrameSource, VideoWriter
-from datamodules.visualize import save_grid
 from tasks.inference import inference_device, progress
 from tasks.lst.stylize import (
     check_alpha,

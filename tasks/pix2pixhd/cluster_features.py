@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 
-from datamodules.files import atomic_torch_save
+from datamodules.atomic_writes import atomic_torch_save
 from lightning_modules.checkpoints import read_checkpoint
 from networks.pix2pixhd import instance_mean_features
 from tasks.builders import build_datamodule

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from datamodules.files import atomic_path
+from datamodules.atomic_writes import atomic_path
 from tasks.inference import load_for_inference, require_checkpoint
 
 log = logging.getLogger(__name__)

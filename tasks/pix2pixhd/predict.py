@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from datamodules.visualize import save_grid, to_unit_range
+from datamodules.image_grids import save_grid, to_unit_range
 from tasks.builders import build_datamodule
 from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint, to_device
 

@@ -29,11 +29,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from scipy import ndimage
 
+from datamodules.image_grids import colorize_labels, label_palette, to_unit_range
 from datamodules.pix2pixhd import class_names
 from datamodules.pix2pixhd.instances import INSTANCE_ID_MULTIPLIER, instance_class
 from datamodules.pix2pixhd.label_folder import LabelFolderDataset
 from datamodules.transforms import image_to_tensor
-from datamodules.visualize import colorize_labels, label_palette, to_unit_range
 from tasks.builders import build_datamodule
 from tasks.inference import inference_device, load_for_inference
 from tasks.studio.errors import bad_request, conflict

@@ -26,7 +26,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from datamodules.files import atomic_path, atomic_write_text
+from datamodules.atomic_writes import atomic_path, atomic_write_text
 from datamodules.video import FrameSource
 from tasks.config import ConfigError
 

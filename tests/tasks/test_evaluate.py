@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from datamodules.visualize import to_unit_range
+from datamodules.image_grids import to_unit_range
 from tasks.builders import build_datamodule
 from tasks.config import ConfigError, validate_config
 from tasks.evaluate import test as run_test

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.files import atomic_torch_save, temporary_path
+from datamodules.atomic_writes import atomic_torch_save, temporary_path
 from tasks import run_dir as rd
 from tasks.cli import remove_unused_run_dir
 from tests.conftest import REPO_ROOT

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 from torchvision.utils import make_grid, save_image
 
-from datamodules.files import atomic_path
+from datamodules.atomic_writes import atomic_path
 
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
