@@ -48,6 +48,20 @@ def lst_checkpoint(folder: Path, stage: str = "transform") -> str:
     return save_checkpoint(module, folder / f"lst_{stage}.ckpt")
 
 
+LOCAL = "http://127.0.0.1"  # the TestClient's base URL: a Host the studio answers (its default, testserver, is refused)
+
+
+def studio_client(studio, token: bool = True, **kwargs):
+    """FastAPI's TestClient on ``studio``'s app, sending the studio's token (``X-Condsynth-Token``) unless told not
+    to. Each client keeps its own cookies, so each is a browser session of its own."""
+    from fastapi.testclient import TestClient
+
+    from tasks.studio.app import create_app
+
+    headers = {"X-Condsynth-Token": studio.token} if token else {}
+    return TestClient(create_app(studio), base_url=LOCAL, headers=headers, **kwargs)
+
+
 def studio_config(ckpts: list[str], *overrides: str):
     """task=studio over ``ckpts`` with small preview sizes."""
     listed = ",".join(ckpts)

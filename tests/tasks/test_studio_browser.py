@@ -5,8 +5,10 @@ alpha slider; screenshots go to tests/artifacts/studio/ (ignored by git)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,16 +40,37 @@ def _browser_path() -> str:
     return run.stdout.strip().splitlines()[-1]
 
 
+def printed_url(studio, base: str) -> str:
+    """The tokened URL that ``task=studio`` prints at start, for the server at ``base``."""
+    from tasks.studio.serve import announce
+
+    port = int(base.rsplit(":", 1)[1])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        announce(studio, "127.0.0.1", port)
+    found = re.search(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", out.getvalue())
+    assert found, out.getvalue()
+    return found.group(0)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(the server's base URL, the tokened URL printed at start)."""
     from tasks.studio.app import create_app
     from tasks.studio.serve import BackgroundServer, build_studio
 
     folder = tmp_path_factory.mktemp("studio_browser")
-    cfg = studio_config([pix2pixhd_checkpoint(folder), lst_checkpoint(folder)])
-    srv = BackgroundServer(create_app(build_studio(cfg)))
-    yield srv.url
+    studio = build_studio(studio_config([pix2pixhd_checkpoint(folder), lst_checkpoint(folder)]))
+    srv = BackgroundServer(create_app(studio))
+    yield srv.url, printed_url(studio, srv.url)
     srv.stop()
+
+
+def csp_violations(page) -> list[str]:
+    """Collects the page's Content-Security-Policy violations (an inline script or style the policy blocked)."""
+    found: list[str] = []
+    page.on("console", lambda msg: found.append(msg.text) if "Content Security Policy" in msg.text else None)
+    return found
 
 
 def _pixels(data_url: str) -> np.ndarray:
@@ -67,27 +90,30 @@ def _png_file(path: Path, seed: int) -> str:
 
 
 def _wait_version(page, selector: str, version: int) -> str:
-    page.wait_for_function(f"+(document.querySelector('{selector}').dataset.version || 0) >= {version}",
+    page.wait_for_function(f"() => +(document.querySelector('{selector}').dataset.version || 0) >= {version}",
                            timeout=60000)
     return page.get_attribute(selector, "src")
 
 
-def test_studio_in_chromium(server: str, tmp_path: Path) -> None:
+def test_studio_in_chromium(server: tuple[str, str], tmp_path: Path) -> None:
     browser_path = _browser_path()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1300, "height": 900})
+        violations = csp_violations(page)
         try:
-            _drive(page, server, tmp_path)
+            _drive(page, *server, tmp_path)
         finally:
             page.screenshot(path=str(ARTIFACTS / "last.png"), full_page=True)
             browser.close()
+    assert not violations, violations  # the page and the panels run under the studio's CSP
     print(f"\nstudio screenshots: {ARTIFACTS}")
 
 
-def _drive(page, url: str, tmp_path: Path) -> None:
-    page.goto(url)
+def _drive(page, url: str, tokened: str, tmp_path: Path) -> None:
+    page.goto(tokened)  # sets the token cookie and redirects to /, the token out of the address bar
+    assert page.url == f"{url}/"
     page.wait_for_selector("body[data-ready='1']", timeout=20000)
 
     # open a test scene
@@ -153,7 +179,7 @@ def _drive(page, url: str, tmp_path: Path) -> None:
     slider = page.locator("#lst-alpha").bounding_box()
     page.mouse.click(slider["x"] + 0.1 * slider["width"], slider["y"] + slider["height"] / 2)
     assert float(page.input_value("#lst-alpha")) < 0.5
-    page.wait_for_function("+document.querySelector('#lst-preview').dataset.version >= 2 && "
+    page.wait_for_function("() => +document.querySelector('#lst-preview').dataset.version >= 2 && "
                            "!document.querySelector('#lst-fps').textContent.startsWith('preview: –')", timeout=20000)
     page.wait_for_timeout(300)  # a preview may still be in flight for a later slider value
     low = _pixels(page.get_attribute("#lst-preview", "src"))
