@@ -227,7 +227,7 @@ class Guard:
             origin = _header(scope, b"origin")
             if origin is not None:
                 parts = urlsplit(origin)
-                if parts.scheme not in ("http", "https") or parts.netloc.lower() != host.strip().lower():
+                if parts.scheme != scope.get("scheme", "http") or parts.netloc.lower() != host.strip().lower():
                     return 403, f"Origin {origin!r} is not this studio's: requests from other pages are refused"
         protected = path.startswith(PROTECTED_PREFIXES)
         if protected and _header(scope, b"sec-fetch-site") in OTHER_SITE:
