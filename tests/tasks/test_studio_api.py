@@ -224,6 +224,22 @@ def test_paint_changes_exactly_the_stroke_and_regenerates(client: TestClient) ->
     assert client.post(f"{P2P}/paint", json={"class_id": 1, "points": [[1, 1]], "radius": 0}).status_code == 400
 
 
+def test_a_stroke_has_at_most_max_stroke_points(client: TestClient, studio) -> None:
+    upload_scene(client)
+    cap = int(studio.task.max_stroke_points)
+    points = [[i % PIX2PIXHD_SIZE, (i // PIX2PIXHD_SIZE) % PIX2PIXHD_SIZE] for i in range(cap + 1)]
+    res = client.post(f"{P2P}/paint", json={"class_id": 2, "points": points, "radius": 1})
+    assert res.status_code == 400 and f"task.max_stroke_points={cap}" in res.json()["error"]
+    assert not client.get(f"{P2P}/state").json()["can_undo"]  # nothing was painted
+    assert client.post(f"{P2P}/paint", json={"class_id": 2, "points": points[:8], "radius": 1}).status_code == 200
+
+
+def test_a_long_thin_label_map_is_refused(client: TestClient) -> None:
+    strip = png(np.zeros((1, 2048), np.uint8))  # 1x2048: its side passes task.max_image_side, its ratio does not
+    res = client.post(f"{P2P}/upload", files={"label": ("strip.png", strip, "image/png")})
+    assert res.status_code == 400 and "task.max_aspect_ratio" in res.json()["error"]
+
+
 def test_new_instance_stroke_gets_a_fresh_id(client: TestClient) -> None:
     upload_scene(client)
     res = client.post(f"{P2P}/paint", json={"class_id": 3, "points": [[5, 50], [20, 50]], "radius": 2,
