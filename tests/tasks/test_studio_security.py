@@ -310,6 +310,7 @@ def test_worker_budget_and_a_client_that_leaves(studio, live, monkeypatch) -> No
     ran: list[str] = []
     monkeypatch.setattr(panel, "preview", lambda st, body: ran.append("preview") or {"ok": True})
     pool = studio.worker._pool
+    token = {"X-Condsynth-Token": studio.token}
     gate = threading.Event()
     blocker = pool.submit(gate.wait)  # the worker is busy with another (long) job
     try:
@@ -319,7 +320,7 @@ def test_worker_budget_and_a_client_that_leaves(studio, live, monkeypatch) -> No
         sock.close()  # the client leaves
         _until(lambda: any(s[1] == f"{LST}/preview" and s[4] == 499 for s in recorder.seen), "the 499")
         monkeypatch.setattr(studio.worker, "timeout_s", 0.3)
-        busy = studio_client(studio).post(f"{LST}/preview", json={})
+        busy = httpx.post(f"{server.url}{LST}/preview", json={}, headers=token, timeout=WAIT_S)
         assert busy.status_code == 503 and "task.request_timeout_s" in busy.json()["error"]
     finally:
         gate.set()
@@ -327,7 +328,7 @@ def test_worker_budget_and_a_client_that_leaves(studio, live, monkeypatch) -> No
     pool.submit(lambda: None).result(timeout=WAIT_S)  # the queue has drained
     assert ran == []  # neither queued job ran
     monkeypatch.setattr(panel, "preview", lambda st, body: time.sleep(0.6) or ran.append("slow") or {})
-    slow = studio_client(studio).post(f"{LST}/preview", json={})
+    slow = httpx.post(f"{server.url}{LST}/preview", json={}, headers=token, timeout=WAIT_S)
     assert slow.status_code == 504 and "did not answer within task.request_timeout_s=0.3" in slow.json()["error"]
     pool.submit(lambda: None).result(timeout=WAIT_S)
     assert studio_client(studio).get("/health").json()["status"] == "ok"
