@@ -74,7 +74,8 @@ def client_for(ckpt: str, *overrides: str):
     from tasks.studio.serve import build_studio
 
     cfg = compose_config(["task=studio", f"task.ckpt_path=[{ckpt}]", *overrides], Path(ckpt).parent / "studio")
-    return TestClient(create_app(build_studio(cfg)))
+    studio = build_studio(cfg)  # a local Host and the studio's token, as the page sends them
+    return TestClient(create_app(studio), base_url="http://127.0.0.1", headers={"X-Condsynth-Token": studio.token})
 
 
 def bench_pix2pixhd(edits: int) -> list[str]:

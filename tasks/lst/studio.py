@@ -26,7 +26,7 @@ from tasks.inference import inference_device
 from tasks.lst.photoreal import check_guided_filter_args, guided_filter
 from tasks.lst.stylize import check_alpha, load_stylizer, min_image_side
 from tasks.studio.errors import bad_request, conflict
-from tasks.studio.images import data_url, decode_image, rgb_tensor, tensor_png
+from tasks.studio.images import ImageLimits, data_url, decode_image, rgb_tensor, tensor_png
 from tasks.studio.panels import Panel
 
 THUMB_SIDE = 64  # the page's thumbnails of the content and the styles (pixels, shorter side)
@@ -55,11 +55,15 @@ class Preview(BaseModel):
     side: int | None = None
 
 
-def resize_short(img: torch.Tensor, side: int) -> torch.Tensor:
-    """[1, 3, H, W] resized (bicubic, antialiased) so that its shorter side is ``side``."""
+def resize_short(img: torch.Tensor, side: int, limits: ImageLimits | None = None, name: str = "image") -> torch.Tensor:
+    """[1, 3, H, W] resized (bicubic, antialiased) so that its shorter side is ``side``; with ``limits``, a 400 before
+    any pixel is computed when the resized image would be over them (a 1x2048 strip at a 256-pixel shorter side is
+    256x524288 pixels)."""
     h, w = img.shape[-2:]
     s = side / min(h, w)
     size = (max(1, round(h * s)), max(1, round(w * s)))
+    if limits is not None:
+        limits.check(size[1], size[0], name, resized=True)
     if size == (h, w):
         return img
     return F.interpolate(img, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
@@ -79,7 +83,7 @@ class LSTPanel(Panel):
         self.style_side = int(opts.style_side)
         self.max_styles = int(opts.max_styles)
         self.filter_args = check_guided_filter_args(opts.guided_filter.radius, opts.guided_filter.eps)
-        self.max_side = int(self.task.max_image_side)
+        self.image_limits = ImageLimits.from_task(self.task)
         self.min_side = min_image_side(str(cfg.model.get("level", "r41")))
         for side in [*self.sides, self.style_side]:
             if side < self.min_side:
@@ -93,7 +97,7 @@ class LSTPanel(Panel):
         return {"sides": self.sides, "max_styles": self.max_styles, "level": str(self.checkpoint.cfg.model.level)}
 
     def _image(self, data: bytes, what: str) -> torch.Tensor:
-        return rgb_tensor(decode_image(data, what, self.max_side))
+        return rgb_tensor(decode_image(data, what, self.image_limits))
 
     def _summary(self, st: LSTState) -> dict[str, Any]:
         return {"content": st.content_name or None, "content_thumb": st.content_thumb or None,
@@ -109,7 +113,7 @@ class LSTPanel(Panel):
     def add_style(self, st: LSTState, data: bytes, name: str) -> dict[str, Any]:
         if len(st.styles) >= self.max_styles:
             raise bad_request(f"{self.max_styles} styles are loaded (task.lst.max_styles): remove one first")
-        img = resize_short(self._image(data, "style"), self.style_side).to(self.device)
+        img = resize_short(self._image(data, "style"), self.style_side, self.image_limits, "style").to(self.device)
         code = self.stylizer.style_code(img)  # once per style; every preview reuses it
         thumb = data_url(tensor_png(resize_short(img, THUMB_SIDE)))
         st.styles.append(StyleEntry(name, code, thumb))
@@ -124,7 +128,7 @@ class LSTPanel(Panel):
     def _content_at(self, st: LSTState, side: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The content resized to ``side`` and its encoder features, computed once per size."""
         if side not in st.resized:
-            img = resize_short(st.content, side).to(self.device)
+            img = resize_short(st.content, side, self.image_limits, st.content_name or "content").to(self.device)
             padded, _ = self.stylizer._pad(img)
             st.resized = {side: (img, self.stylizer.encoder(padded))}
         return st.resized[side]

@@ -37,7 +37,7 @@ from datamodules.transforms import image_to_tensor
 from tasks.builders import build_datamodule
 from tasks.inference import inference_device, load_for_inference
 from tasks.studio.errors import bad_request, conflict
-from tasks.studio.images import data_url, decode_image, id_map_png, tensor_png
+from tasks.studio.images import ImageLimits, data_url, decode_image, id_map_png, tensor_png
 from tasks.studio.panels import Panel
 
 STYLE_KINDS = ("random", "cluster", "photo")
@@ -143,7 +143,8 @@ class Pix2PixHDPanel(Panel):
         self.feature_seed = int(opts.feature_seed)
         self.thumb_size = int(opts.thumb_size)
         self.max_history = int(self.task.max_history)
-        self.max_side = int(self.task.max_image_side)
+        self.image_limits = ImageLimits.from_task(self.task)
+        self.max_stroke_points = int(self.task.max_stroke_points)
         self.datamodule = build_datamodule(cfg)
         self.scene_error = ""
         self.scenes: Any = None
@@ -192,7 +193,7 @@ class Pix2PixHDPanel(Panel):
         model's size)."""
         for data, what in ((label, "label"), (inst, "instance")):
             if data is not None:
-                img = decode_image(data, f"{what} map", self.max_side)
+                img = decode_image(data, f"{what} map", self.image_limits)
                 if img.mode not in ("1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"):
                     raise bad_request(f"the {what} map has PIL mode {img.mode}: send a single-channel PNG of ids "
                                       f"(not a colour picture)")
@@ -219,7 +220,7 @@ class Pix2PixHDPanel(Panel):
         return self._set_scene(st, sample, "upload")
 
     def _photo_tensor(self, data: bytes, size: tuple[int, int]) -> torch.Tensor:
-        img = decode_image(data, "photo", self.max_side).convert("RGB")
+        img = decode_image(data, "photo", self.image_limits).convert("RGB")
         return F.interpolate(image_to_tensor(img)[None], size=size, mode="bilinear", align_corners=False,
                              antialias=True)[0]
 
@@ -322,6 +323,9 @@ class Pix2PixHDPanel(Panel):
         c = self._check_class(body.class_id)
         if not body.points:
             raise bad_request("a stroke needs at least one point")
+        if len(body.points) > self.max_stroke_points:
+            raise bad_request(f"a stroke of {len(body.points)} points is over task.max_stroke_points="
+                              f"{self.max_stroke_points}: send it in shorter strokes")
         if not 0 < body.radius <= max(st.label.shape):
             raise bad_request(f"brush radius {body.radius} must be in (0, {max(st.label.shape)}]")
         mask = stroke_mask(st.label.shape, body.points, body.radius)

@@ -1,5 +1,7 @@
 """The studio's FastAPI app: pages, /health, checkpoint loading, sessions, limits and error handling.
 
+Every request passes :class:`tasks.studio.security.Guard` first (Host, Origin, token, body size, headers).
+
 Every route of a panel goes through :meth:`Studio.call`, which finds the session's state and runs the panel's
 method on the single worker thread. Errors: :class:`StudioError` -> its 4xx, a user error (ValueError and the
 other USER_ERRORS of the command line, e.g. a label id outside the model's classes) -> 400, anything else raised
@@ -25,6 +27,15 @@ from tasks.studio.errors import StudioError, bad_request
 from tasks.studio.images import check_upload
 from tasks.studio.models import checkpoint_config
 from tasks.studio.panels import Panel, panel_class
+from tasks.studio.security import (
+    Guard,
+    Policy,
+    allowed_hosts,
+    checkpoint_to_load,
+    model_dirs,
+    positive,
+    studio_token,
+)
 from tasks.studio.sessions import COOKIE, SessionStore
 from tasks.studio.worker import Worker
 
@@ -38,9 +49,17 @@ class Studio:
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
         self.task = cfg.task
+        for key in ("max_upload_bytes", "max_request_overhead_bytes", "max_image_side", "max_image_pixels",
+                    "max_aspect_ratio", "max_stroke_points", "request_timeout_s"):
+            positive(self.task, key)
         self.max_upload_bytes = int(self.task.max_upload_bytes)
+        self.token = studio_token(self.task.get("token"))
+        self.hosts = allowed_hosts(str(self.task.host), self.task.get("allowed_hosts") or [])
+        self.policy = Policy(self.token, self.hosts,
+                             self.max_upload_bytes + int(self.task.max_request_overhead_bytes))
+        self.model_dirs = model_dirs(cfg)
         self.sessions = SessionStore(int(self.task.max_sessions))
-        self.worker = Worker()
+        self.worker = Worker(float(self.task.request_timeout_s))
         self.panels: dict[str, Panel] = {}
 
     def load(self, path: str) -> Panel:
@@ -63,7 +82,7 @@ class Studio:
         panel = self.panel(model)
         key = f"{model}:{id(panel)}"  # a reloaded checkpoint starts every session afresh
         state = self.sessions.state(request.state.session, key, panel.new_state)
-        return await self.worker.run(getattr(panel, method), state, *args)
+        return await self.worker.run(getattr(panel, method), state, *args, disconnected=until_disconnected(request))
 
     async def read_upload(self, upload: UploadFile | None, name: str, required: bool = True) -> bytes | None:
         if upload is None or (not upload.filename and not required):
@@ -76,6 +95,16 @@ class Studio:
     def describe(self) -> list[dict[str, Any]]:
         return [{"model": m, "title": p.title, "script": f"/panel/{m}.js", "checkpoint": p.checkpoint.path,
                  "stage": p.checkpoint.stage, "info": p.info()} for m, p in self.panels.items()]
+
+
+def until_disconnected(request: Request) -> Any:
+    """A coroutine function that returns when the client of ``request`` (whose body is read) disconnects."""
+
+    async def wait() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    return wait
 
 
 class LoadRequest(BaseModel):
@@ -94,7 +123,8 @@ def create_app(studio: Studio) -> FastAPI:
         yield
         studio.worker.close()
 
-    app = FastAPI(title="condsynth studio", lifespan=lifespan)
+    # no /docs, /redoc or /openapi.json: the studio is a page, not a public API
+    app = FastAPI(title="condsynth studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.studio = studio
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     mounted: set[str] = set()
@@ -107,10 +137,6 @@ def create_app(studio: Studio) -> FastAPI:
 
     @app.middleware("http")
     async def session_and_errors(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > studio.max_upload_bytes + 65536:
-            return _error(413, f"request body of {length} bytes is over the limit of {studio.max_upload_bytes} "
-                               f"bytes (task.max_upload_bytes): send a smaller file or raise the limit")
         session = request.cookies.get(COOKIE)
         new = session is None
         request.state.session = session or studio.sessions.new_id()
@@ -134,17 +160,21 @@ def create_app(studio: Studio) -> FastAPI:
         return FileResponse(STATIC / "index.html")
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
+        if not request.state.authorized:  # open to any local client; what is loaded only with the token
+            return {"status": "ok"}
         return {"status": "ok", "models": {m: p.checkpoint.stage for m, p in studio.panels.items()},
                 "sessions": len(studio.sessions)}
 
     @app.get("/api/panels")
     async def panels() -> list[dict[str, Any]]:
+        mount_panels()  # a load that finished after its request's time budget (504) still gets its routes
         return studio.describe()
 
     @app.post("/api/models")
-    async def load_model(body: LoadRequest) -> list[dict[str, Any]]:
-        await studio.worker.run(studio.load, body.path)
+    async def load_model(body: LoadRequest, request: Request) -> list[dict[str, Any]]:
+        path = checkpoint_to_load(body.path, studio.model_dirs)  # before anything reads the file
+        await studio.worker.run(studio.load, path, disconnected=until_disconnected(request))
         mount_panels()
         return studio.describe()
 
@@ -156,5 +186,6 @@ def create_app(studio: Studio) -> FastAPI:
         return FileResponse(script, media_type="text/javascript")
 
     mount_panels()
+    app.add_middleware(Guard, policy=studio.policy)  # added last: runs first, before the session middleware
     return app
 

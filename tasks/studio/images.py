@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,14 +25,41 @@ def check_upload(data: bytes, name: str, max_bytes: int) -> bytes:
     return data
 
 
-def decode_image(data: bytes, name: str, max_side: int) -> Image.Image:
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an uploaded image may be: ``task.max_image_side`` pixels on a side, ``task.max_image_pixels`` in all
+    (decoded, and again after any resizing), ``task.max_aspect_ratio`` longer side / shorter side."""
+
+    max_side: int
+    max_pixels: int
+    max_aspect: float
+
+    @classmethod
+    def from_task(cls, task: Any) -> ImageLimits:
+        return cls(int(task.max_image_side), int(task.max_image_pixels), float(task.max_aspect_ratio))
+
+    def check(self, width: int, height: int, name: str, resized: bool = False) -> None:
+        """A 400 naming the image, its size and the key to change when ``width`` x ``height`` is over a limit."""
+        what = f"upload {name}" + (" resized" if resized else "")
+        size = f"{width}x{height} pixels"
+        if min(width, height) < 1:
+            raise bad_request(f"{what} is {size}: send a non-empty image")
+        if not resized and max(width, height) > self.max_side:
+            raise bad_request(f"{what} is {size}, over task.max_image_side={self.max_side}: send a smaller image")
+        if max(width, height) / min(width, height) > self.max_aspect:
+            raise bad_request(f"{what} is {size}, a side ratio over task.max_aspect_ratio={self.max_aspect:g}: "
+                              f"crop it closer to a square")
+        if width * height > self.max_pixels:
+            raise bad_request(f"{what} is {size}, over task.max_image_pixels={self.max_pixels}: send a smaller "
+                              f"image")
+
+
+def decode_image(data: bytes, name: str, limits: ImageLimits) -> Image.Image:
     """Decode an uploaded image (fully, so corrupt files fail here); a 400 naming the file when it is not an image
-    or is larger than ``max_side`` pixels on a side."""
+    or its size is over ``limits`` (checked from the header, before the pixels are decoded)."""
     try:
         img = Image.open(io.BytesIO(data))
-        if max(img.size) > max_side:
-            raise bad_request(f"upload {name} is {img.size[0]}x{img.size[1]} pixels, over task.max_image_side="
-                              f"{max_side}: send a smaller image")
+        limits.check(*img.size, name)
         img.load()
     except PIL_ERRORS as err:
         raise bad_request(f"upload {name} is not a readable image ({type(err).__name__}: {err}); send a PNG or "

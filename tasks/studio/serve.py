@@ -45,10 +45,18 @@ def studio(cfg: DictConfig) -> None:
 
     app = create_app(build_studio(cfg))
     host, port = str(cfg.task.host), int(cfg.task.port)
-    print(f"\ncondsynth studio: http://{host}:{port}/  (models: {', '.join(app.state.studio.panels)}; Ctrl-C stops)",
-          flush=True)
+    announce(app.state.studio, host, port)
     run_until_signal(app, host, port)
     print("condsynth studio: stopped", flush=True)
+
+
+def announce(studio: Any, host: str, port: int) -> None:
+    """Print the page's URL with the token (open it once: it sets the cookie) and, for a server reachable from
+    the network, the warning that the token is then its only protection."""
+    from tasks.studio.security import startup_lines
+
+    lines = startup_lines(host, port, studio.token, studio.hosts)
+    print(f"\n{lines[0]}  (models: {', '.join(studio.panels)}; Ctrl-C stops)", *lines[1:], sep="\n", flush=True)
 
 
 def run_until_signal(app: Any, host: str, port: int) -> None:

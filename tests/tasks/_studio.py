@@ -48,9 +48,57 @@ def lst_checkpoint(folder: Path, stage: str = "transform") -> str:
     return save_checkpoint(module, folder / f"lst_{stage}.ckpt")
 
 
+LOCAL = "http://127.0.0.1"  # the TestClient's base URL: a Host the studio answers (its default, testserver, is refused)
+
+
+def studio_client(studio, token: bool = True, **kwargs):
+    """FastAPI's TestClient on ``studio``'s app, sending the studio's token (``X-Condsynth-Token``) unless told not
+    to. Each client keeps its own cookies, so each is a browser session of its own."""
+    from fastapi.testclient import TestClient
+
+    from tasks.studio.app import create_app
+
+    headers = {"X-Condsynth-Token": studio.token} if token else {}
+    headers.update(kwargs.pop("headers", {}))
+    kwargs.setdefault("base_url", LOCAL)
+    return TestClient(create_app(studio), headers=headers, **kwargs)
+
+
 def studio_config(ckpts: list[str], *overrides: str):
     """task=studio over ``ckpts`` with small preview sizes."""
     listed = ",".join(ckpts)
     return compose_config(["task=studio", f"task.ckpt_path=[{listed}]", "task.lst.preview_sides=[32,64]",
                            "task.lst.style_side=32", "task.max_upload_bytes=200000", *overrides],
                           Path(ckpts[0]).parent / "studio_run")
+
+
+class Recorder:
+    """An ASGI wrapper that records (method, path, Origin, Sec-Fetch-Site, status) of every answered request and the
+    body bytes the app read, to see from the server's side what a client's requests got."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.state = app.state
+        self.seen: list[tuple[str, str, str | None, str | None, int]] = []
+        self.received: list[int] = []  # body bytes the app read, per request
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        self.received.append(0)
+        index = len(self.received) - 1
+
+        async def counting_receive():
+            message = await receive()
+            self.received[index] += len(message.get("body", b""))
+            return message
+
+        async def recording_send(message) -> None:
+            if message["type"] == "http.response.start":
+                self.seen.append((scope["method"], scope["path"], headers.get("origin"),
+                                  headers.get("sec-fetch-site"), message["status"]))
+            await send(message)
+
+        await self.app(scope, counting_receive, recording_send)

@@ -16,6 +16,7 @@ from tests.tasks._studio import (
     PIX2PIXHD_SIZE,
     lst_checkpoint,
     pix2pixhd_checkpoint,
+    studio_client,
     studio_config,
 )
 
@@ -26,7 +27,6 @@ from fastapi.testclient import TestClient  # noqa: E402
 from datamodules.pix2pixhd.label_folder import LabelFolderDataset  # noqa: E402
 from lightning_modules.stages import StageError  # noqa: E402
 from tasks.pix2pixhd.studio import stroke_mask  # noqa: E402
-from tasks.studio.app import create_app  # noqa: E402
 from tasks.studio.serve import build_studio  # noqa: E402
 
 P2P = "/api/pix2pixhd"
@@ -47,7 +47,7 @@ def studio(ckpts: dict[str, str]):
 
 @pytest.fixture
 def client(studio) -> TestClient:
-    return TestClient(create_app(studio))
+    return studio_client(studio)
 
 
 def png(arr: np.ndarray) -> bytes:
@@ -107,7 +107,7 @@ def test_health_page_panels_and_scripts(client: TestClient) -> None:
 
 
 def test_sessions_are_separate(studio) -> None:
-    a, b = TestClient(create_app(studio)), TestClient(create_app(studio))
+    a, b = studio_client(studio), studio_client(studio)
     upload_scene(a)
     assert b.post(f"{P2P}/undo").status_code == 409  # b has no scene
     upload_scene(b)
@@ -147,7 +147,7 @@ def test_generation_error_is_a_500_and_the_next_request_works(client: TestClient
 def test_wrong_model_or_stage_checkpoint_is_a_4xx(client: TestClient, ckpts: dict[str, str], tmp_path) -> None:
     res = client.post("/api/models", json={"path": ckpts["lst_decoder"]})
     assert res.status_code == 400 and "stage 'decoder'" in res.json()["error"]
-    foreign = tmp_path / "x2face.ckpt"
+    foreign = Path(ckpts["lst"]).parent / "x2face.ckpt"  # a folder the studio may load from
     torch.save({"state_dict": {}, "condsynth": {"model": "x2face", "stage": "embedding"}}, foreign)
     res = client.post("/api/models", json={"path": str(foreign)})
     assert res.status_code == 400 and "'x2face' checkpoint" in res.json()["error"]
@@ -158,7 +158,7 @@ def test_wrong_model_or_stage_checkpoint_is_a_4xx(client: TestClient, ckpts: dic
 
 def test_load_a_checkpoint_at_run_time(ckpts: dict[str, str]) -> None:
     studio = build_studio(studio_config([ckpts["lst"]]))
-    client = TestClient(create_app(studio))
+    client = studio_client(studio)
     assert client.post(f"{P2P}/scene", json={"index": 0}).status_code == 404
     assert client.post("/api/models", json={"path": ckpts["pix2pixhd"]}).status_code == 200
     assert client.post(f"{P2P}/scene", json={"index": 0}).status_code == 200
@@ -222,6 +222,22 @@ def test_paint_changes_exactly_the_stroke_and_regenerates(client: TestClient) ->
     assert client.post(f"{P2P}/paint", json={"class_id": -1, "points": [[1, 1]]}).status_code == 400
     assert client.post(f"{P2P}/paint", json={"class_id": 1, "points": []}).status_code == 400
     assert client.post(f"{P2P}/paint", json={"class_id": 1, "points": [[1, 1]], "radius": 0}).status_code == 400
+
+
+def test_a_stroke_has_at_most_max_stroke_points(client: TestClient, studio) -> None:
+    upload_scene(client)
+    cap = int(studio.task.max_stroke_points)
+    points = [[i % PIX2PIXHD_SIZE, (i // PIX2PIXHD_SIZE) % PIX2PIXHD_SIZE] for i in range(cap + 1)]
+    res = client.post(f"{P2P}/paint", json={"class_id": 2, "points": points, "radius": 1})
+    assert res.status_code == 400 and f"task.max_stroke_points={cap}" in res.json()["error"]
+    assert not client.get(f"{P2P}/state").json()["can_undo"]  # nothing was painted
+    assert client.post(f"{P2P}/paint", json={"class_id": 2, "points": points[:8], "radius": 1}).status_code == 200
+
+
+def test_a_long_thin_label_map_is_refused(client: TestClient) -> None:
+    strip = png(np.zeros((1, 2048), np.uint8))  # 1x2048: its side passes task.max_image_side, its ratio does not
+    res = client.post(f"{P2P}/upload", files={"label": ("strip.png", strip, "image/png")})
+    assert res.status_code == 400 and "task.max_aspect_ratio" in res.json()["error"]
 
 
 def test_new_instance_stroke_gets_a_fresh_id(client: TestClient) -> None:
@@ -314,7 +330,7 @@ def rgb(seed: int, size: int = 40) -> bytes:
 def test_lst_preview_matches_the_stylizer_and_caches_style_codes(client: TestClient, studio, monkeypatch) -> None:
     from tasks.lst.studio import resize_short
     from tasks.lst.stylize import stylize_one
-    from tasks.studio.images import decode_image, rgb_tensor
+    from tasks.studio.images import ImageLimits, decode_image, rgb_tensor
 
     panel = studio.panels["lst"]
     assert client.post(f"{LST}/preview", json={}).status_code == 409  # no content yet
@@ -330,8 +346,9 @@ def test_lst_preview_matches_the_stylizer_and_caches_style_codes(client: TestCli
     big = client.post(f"{LST}/preview", json={"alpha": 1.0, "side": 64}).json()
     assert calls == [1]  # one style code for every preview
     assert (full["height"], full["width"], big["height"]) == (32, 38, 64)
-    content = resize_short(rgb_tensor(decode_image(rgb(0), "c", 4096)), 32)
-    style = resize_short(rgb_tensor(decode_image(rgb(1), "s", 4096)), 32)
+    limits = ImageLimits(4096, 4096 ** 2, 8)
+    content = resize_short(rgb_tensor(decode_image(rgb(0), "c", limits)), 32)
+    style = resize_short(rgb_tensor(decode_image(rgb(1), "s", limits)), 32)
     photo = client.post(f"{LST}/preview", json={"alpha": 0.3, "side": 32, "photoreal": True}).json()
     code = panel.stylizer.style_code(style)
     for got, alpha, photoreal in ((full, 1.0, None), (half, 0.3, None), (photo, 0.3, panel.filter_args)):
@@ -391,15 +408,17 @@ def test_command_line_serves_and_stops_on_sigterm(ckpts: dict[str, str], tmp_pat
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    token = "test-token-for-the-command-line"
     proc = subprocess.Popen(_run_py("task=studio", f"task.ckpt_path=[{ckpts['pix2pixhd']},{ckpts['lst']}]",
-                                    f"task.port={port}", "task.lst.preview_sides=[32]", "task.lst.style_side=32",
+                                    f"task.port={port}", f"task.token={token}", "task.lst.preview_sides=[32]", "task.lst.style_side=32",
                                     f"hydra.run.dir={tmp_path / 'run'}"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as res:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/health", headers={"X-Condsynth-Token": token})
+                with urllib.request.urlopen(request, timeout=2) as res:
                     health = res.read().decode()
                 break
             except OSError:
@@ -410,7 +429,7 @@ def test_command_line_serves_and_stops_on_sigterm(ckpts: dict[str, str], tmp_pat
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, out[-2000:]
-        assert f"http://127.0.0.1:{port}/" in out
+        assert f"http://127.0.0.1:{port}/?token={token}" in out
     finally:
         if proc.poll() is None:
             proc.kill()

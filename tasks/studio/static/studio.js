@@ -9,7 +9,8 @@ window.Studio = {
     el.textContent = text;
     el.className = isError ? "error" : "";
   },
-  // JSON (or FormData) request; resolves to the JSON answer, shows the server's message on an error status
+  // JSON (or FormData) request; resolves to the JSON answer, shows the server's message on an error status.
+  // Same-origin: the browser sends the token cookie that the page's first load (/?token=...) set.
   async request(method, url, body) {
     const opts = { method, credentials: "same-origin" };
     if (body instanceof FormData) opts.body = body;
@@ -27,7 +28,10 @@ window.Studio = {
   el(tag, attrs, ...children) {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
-      if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
+      // no inline handlers or style attributes: the Content-Security-Policy allows neither (CSSOM is allowed)
+      if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else if (k === "style") e.style.cssText = v;
+      else e.setAttribute(k, v);
     }
     for (const c of children) e.append(c);
     return e;
