@@ -3,7 +3,8 @@
     python scripts/import_graph.py [--repo DIR]
 
 Layers, top to bottom: run.py -> tasks -> lightning_modules, datamodules -> networks, losses. A package may import
-its own layer or a lower one; anything else is printed as an upward import and the exit code is 1.
+its own layer or a lower one; anything else is printed as an upward import and the exit code is 1. Import loops
+between modules (module-level imports, type-only ones included) are printed as cycles, also exit code 1.
 """
 
 from __future__ import annotations
@@ -70,6 +71,66 @@ def upward_edges(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     return sorted(bad)
 
 
+def module_name(path: Path, repo: Path) -> str:
+    parts = list(path.relative_to(repo).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_imports(path: Path, known: set[str]) -> set[str]:
+    """The project modules ``path`` imports at module level (``if TYPE_CHECKING:`` blocks included: they are what
+    a type-only loop is made of); imports inside functions run later and close no loop at import time."""
+    out: set[str] = set()
+    stack = list(ast.parse(path.read_text()).body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.If, ast.Try)):
+            stack.extend(node.body + node.orelse + getattr(node, "finalbody", []))
+            for handler in getattr(node, "handlers", []):
+                stack.extend(handler.body)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name in known)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module in known:
+                out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in known)
+    return out
+
+
+def module_cycles(repo: Path) -> list[list[str]]:
+    """Import loops between the project's modules (strongly connected components of more than one module)."""
+    files = [repo / "run.py", *(p for pkg in LAYERS if pkg != "run" for p in (repo / pkg).rglob("*.py"))]
+    names = {module_name(p, repo): p for p in files if p.is_file()}
+    graph = {name: module_imports(path, set(names)) - {name} for name, path in names.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for name in sorted(graph):
+        if name not in index:
+            visit(name)
+    return sorted(cycles)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
@@ -81,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     for src, dst in bad:
         print(f"UPWARD: {src} imports {dst}")
     print("imports point one way" if not bad else f"{len(bad)} upward imports")
-    return 1 if bad else 0
+    cycles = module_cycles(args.repo.resolve())
+    for cycle in cycles:
+        print(f"CYCLE: {' <-> '.join(cycle)}")
+    print(f"module import cycles: {len(cycles)}")
+    return 1 if bad or cycles else 0
 
 
 if __name__ == "__main__":

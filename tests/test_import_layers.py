@@ -24,6 +24,17 @@ def test_imports_point_one_way() -> None:
     assert graph_module.upward_edges(graph) == []
 
 
+def test_no_module_import_cycles(tmp_path) -> None:
+    graph_module = _graph_module()
+    assert graph_module.module_cycles(REPO) == []
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                             "    from tasks.b import B\n")
+    (tmp_path / "tasks" / "b.py").write_text("from tasks.a import A\n")
+    (tmp_path / "run.py").write_text("import tasks\n")
+    assert graph_module.module_cycles(tmp_path) == [["tasks.a", "tasks.b"]]
+
+
 def test_an_upward_import_is_reported(tmp_path) -> None:
     graph_module = _graph_module()
     (tmp_path / "networks").mkdir()

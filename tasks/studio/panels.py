@@ -4,15 +4,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import hydra
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, UploadFile
 
 from tasks.studio.models import LoadedCheckpoint
 
-if TYPE_CHECKING:
-    from tasks.studio.app import Studio
+
+class Studio(Protocol):
+    """What a panel's routes use of the server (:class:`tasks.studio.app.Studio` implements it): run a panel method
+    on the worker with the session's state, and read an upload within the limits."""
+
+    async def call(self, request: Request, model: str, method: str, *args: Any) -> Any: ...
+
+    async def read_upload(self, upload: UploadFile | None, name: str, required: bool = True) -> bytes | None: ...
 
 
 class Panel:
