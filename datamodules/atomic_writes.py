@@ -13,8 +13,6 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
-import torch
-
 #: random bytes (hex) in a temporary name (with the pid: unique per writer, even across hosts)
 TMP_RANDOM_BYTES = 4
 #: what :func:`temporary_path` makes (and ``*.ckpt.tmp``, the fixed name of older versions): left-overs of a killed
@@ -101,6 +99,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> str:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> str:
     """torch.save to a temporary file of this writer's own, then rename over ``path``: readers never see a partial
     file, and two writers of one path never tear each other's."""
+    import torch  # here: run.py's start-up (stale temporaries, config errors) does not pay for importing torch
+
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)
     return os.fspath(path)

@@ -116,11 +116,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_torch_save(checkpoint, str(path))
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        """Resume reads through the one safe reader (``weights_only=True`` whatever the caller asks), uncached:
-        the optimizers update what they are given in place."""
-        from lightning_modules.checkpoints import read_checkpoint
+        """Lightning's reads (resume, ddp_spawn's hand-back of the weights) go through the one safe read
+        (``weights_only=True`` whatever the caller asks), uncached: the optimizers update what they get in place."""
+        from lightning_modules.checkpoints import safe_torch_load
 
-        return read_checkpoint(str(path), cached=False)
+        return safe_torch_load(str(path))
 
 
 class ResumeState(pl.Callback):

@@ -62,10 +62,11 @@ def _refusal(path: str, err: BaseException) -> str:
             f"checkpoint written by condsynth, or official weights through task=import_official")
 
 
-def _load(path: str) -> dict[str, Any]:
+def safe_torch_load(path: str) -> Any:
+    """``torch.load(path, weights_only=True)`` (memory-mapped when the file allows it) with one-line errors: a file
+    that is not weights-only safe is refused, never read with the full unpickler. Any layout (Lightning's own
+    temporary files too); :func:`read_checkpoint` adds condsynth's layout check."""
     import torch
-
-    from networks.official import not_a_checkpoint_hint
 
     if not zipfile.is_zipfile(path):
         raise CheckpointError(
@@ -85,6 +86,13 @@ def _load(path: str) -> dict[str, Any]:
             f"could not read checkpoint {path}: {' '.join(str(err).split())[:300]}. The file may be truncated "
             f"or not a condsynth checkpoint; use another one (checkpoints/ keeps the last and the best)"
         ) from None
+    return ckpt
+
+
+def _load(path: str) -> dict[str, Any]:
+    from networks.official import not_a_checkpoint_hint
+
+    ckpt = safe_torch_load(path)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         hint = not_a_checkpoint_hint(ckpt, path)
         raise CheckpointError(hint or f"{path} is not a Lightning checkpoint (no 'state_dict'); pass a condsynth "
