@@ -47,6 +47,10 @@ class FeatureMatchingLoss(nn.Module):
             )
         if len(fake_features) != self.num_D:
             raise ValueError(f"expected {self.num_D} discriminator scales (num_D), got {len(fake_features)}")
+        # official pix2pixHD pix2pixHD_model.py weights each term, in this order: D_weights * feat_weights * L1 *
+        # lambda_feat (one multiplication after the sum differs in the last float bits, up to 4e-4 in the weights
+        # after one Adam step)
+        scale_weight = (1.0 / self.num_D) * (4.0 / (self.n_layers + 1))
         loss: Tensor | None = None
         for i, (fake_i, real_i) in enumerate(zip(fake_features, real_features, strict=True)):
             if isinstance(fake_i, Tensor) or isinstance(real_i, Tensor):
@@ -56,8 +60,8 @@ class FeatureMatchingLoss(nn.Module):
                     f"scale {i}: fake/real have different numbers of layers: {len(fake_i)} vs {len(real_i)}"
                 )
             for fake_ij, real_ij in zip(fake_i[:-1], real_i[:-1], strict=True):
-                term = F.l1_loss(fake_ij, real_ij.detach())
+                term = scale_weight * F.l1_loss(fake_ij, real_ij.detach()) * self.lambda_feat
                 loss = term if loss is None else loss + term
         if loss is None:
             raise ValueError("no intermediate features to match (each scale needs at least 2 tensors)")
-        return loss * self.term_weight
+        return loss

@@ -176,10 +176,16 @@ def identity_grid(b: int, h: int, w: int, device: torch.device | None = None,
 
 def warp(image: Tensor, flow: Tensor, align_corners: bool = True) -> Tensor:
     """Bilinear sampling of ``image`` at tanh(``flow``) + identity grid (``flow``: [B, 2, H, W], x then y;
-    zeros outside, as the official grid_sample)."""
+    zeros outside, as the official grid_sample).
+
+    The coordinates and the sampling stay in float32 under mixed precision (autocast off here): a bf16 grid is up
+    to 0.25 px off at 256 px, and an identity warp of a random image then differs by 0.37. The result is cast back
+    to ``image``'s dtype. In fp32 this is the same computation as without the guard."""
     b, _, h, w = flow.shape
-    grid = torch.tanh(flow).permute(0, 2, 3, 1) + identity_grid(b, h, w, flow.device, flow.dtype)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
+    with torch.autocast(device_type=flow.device.type, enabled=False):
+        grid = torch.tanh(flow.float()).permute(0, 2, 3, 1) + identity_grid(b, h, w, flow.device, torch.float32)
+        out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
+    return out.to(image.dtype)
 
 
 class X2Face(nn.Module):

@@ -52,3 +52,18 @@ def test_mismatched_lists() -> None:
         loss(fake, [real[0], real[1][:1]])
     with pytest.raises(ValueError, match="num_D"):
         FeatureMatchingLoss(num_D=3)(fake, real)
+
+
+def test_terms_are_weighted_as_the_official_code_weights_them() -> None:
+    """Bit for bit the official pix2pixHD loop: ``loss += D_weights * feat_weights * L1 * lambda_feat`` per term."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    fake = [[torch.randn(2, 4, 5, 5, generator=g) for _ in range(4)] for _ in range(3)]
+    real = [[torch.randn(2, 4, 5, 5, generator=g) for _ in range(4)] for _ in range(3)]
+    official = 0
+    d_weights, feat_weights = 1.0 / 3, 4.0 / (3 + 1)
+    for i in range(3):
+        for j in range(len(fake[i]) - 1):
+            official += d_weights * feat_weights * F.l1_loss(fake[i][j], real[i][j].detach()) * 10.0
+    assert torch.equal(FeatureMatchingLoss(num_D=3, n_layers=3, lambda_feat=10.0)(fake, real), official)
