@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class InstanceNorm2d(nn.InstanceNorm2d):
@@ -88,8 +89,12 @@ class ResnetBlock(nn.Module):
         pad_layers, conv_pad = padding_layers(padding_type, 1)
         layers += [*pad_layers, nn.Conv2d(dim, dim, kernel_size=3, padding=conv_pad), norm_layer(dim)]
         self.conv_block = nn.Sequential(*layers)
+        #: recompute F(x) in the backward pass instead of keeping its activations (``speed.checkpoint_activations``)
+        self.checkpoint_activations = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checkpoint_activations and self.training and torch.is_grad_enabled():
+            return x + checkpoint(self.conv_block, x, use_reentrant=False)
         return x + self.conv_block(x)
 
 

@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from networks.blocks import get_norm_layer
 
@@ -52,12 +53,15 @@ class NLayerDiscriminator(nn.Module):
             final.append(nn.Sigmoid())
         blocks.append(final)
         self.blocks = nn.ModuleList(nn.Sequential(*b) for b in blocks)
+        #: recompute each block in the backward pass (``speed.checkpoint_activations=all``)
+        self.checkpoint_activations = False
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of all ``n_layers + 2`` blocks, the last being the [B, 1, h, w] patch prediction."""
         feats = []
+        recompute = self.checkpoint_activations and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x)
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
             feats.append(x)
         return feats
 

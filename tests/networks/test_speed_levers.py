@@ -14,6 +14,7 @@ import torch
 from lightning_modules.factory import build_module
 from lightning_modules.speed import apply_speed, apply_speed_config, networks_of
 from networks.lst import LinearStylizer, LinearTransform, VGGDecoder, VGGEncoder
+from tests.conftest import compose_config
 
 REORDER_ATOL = 1e-5
 
@@ -123,3 +124,45 @@ def test_instance_norm_gradient_is_right_for_a_channels_last_batch_of_one() -> N
 
     expected = input_grad(g)
     assert (input_grad(g.contiguous(memory_format=torch.channels_last)) - expected).abs().max() < REORDER_ATOL
+
+
+def test_activation_checkpointing_is_exact_in_fp32() -> None:
+    """speed.checkpoint_activations: the residual blocks (and D blocks) recomputed in backward give the same
+    gradients bit for bit."""
+    from lightning_modules.speed import checkpoint_activations
+    from networks.discriminators import MultiscaleDiscriminator
+    from networks.pix2pixhd import GlobalGenerator
+
+    def grads(flag):
+        torch.manual_seed(0)
+        g = GlobalGenerator(input_nc=4, output_nc=3, ngf=8, n_downsampling=2, n_blocks=2)
+        d = MultiscaleDiscriminator(input_nc=3, ndf=8, n_layers=2, num_D=2)
+        net = torch.nn.ModuleDict({"g": g, "d": d})
+        checkpoint_activations(net, flag)
+        calls = {"g": 0, "d": 0}
+        for m in net.modules():  # a recomputed block runs its forward again in backward
+            if isinstance(m, torch.nn.Sequential) and m is not getattr(g, "body", None):
+                key = "d" if any(m is b for b in d.modules()) else "g"
+                m.register_forward_pre_hook(lambda *_, key=key: calls.__setitem__(key, calls[key] + 1))
+        x = torch.randn(2, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+        loss = sum(f.mean() for scale in d(g(x)) for f in scale)
+        loss.backward()
+        return [p.grad.clone() for p in net.parameters()], calls
+
+    plain, plain_calls = grads(False)
+    for flag in ("generator", "all"):
+        checkpointed, calls = grads(flag)
+        assert all(torch.equal(a, b) for a, b in zip(plain, checkpointed, strict=True)), flag
+        assert calls["g"] > plain_calls["g"] and (calls["d"] > plain_calls["d"]) == (flag == "all"), calls
+
+
+def test_activation_checkpointing_from_the_config(tmp_path) -> None:
+    from networks.blocks import ResnetBlock
+    from networks.discriminators import NLayerDiscriminator
+
+    module = build_module(compose_config(["speed.checkpoint_activations=generator"], tmp_path))
+    blocks = [m for m in module.netG.modules() if isinstance(m, ResnetBlock)]
+    assert blocks and all(b.checkpoint_activations for b in blocks)
+    assert not any(m.checkpoint_activations for m in module.modules() if isinstance(m, NLayerDiscriminator))
+    with pytest.raises(ValueError, match="speed.checkpoint_activations='some'"):
+        build_module(compose_config(["speed.checkpoint_activations=some"], tmp_path))
