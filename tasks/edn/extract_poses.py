@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from typing import Any
 
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from datamodules.edn.keypoints import write_openpose_json
 from datamodules.edn.video import FrameSource
 from tasks.edn.poses import PoseEstimator
+from tasks.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +44,16 @@ def extract_poses(cfg: DictConfig) -> dict[str, Any]:
     missing: list[str] = []
     seconds = 0.0
     try:
-        with tqdm(total=len(source), unit="frame", desc="extract_poses", disable=not sys.stderr.isatty()) as bar:
-            for name, frame in zip(source.names, source, strict=False):
-                t0 = time.perf_counter()
-                pose = estimator(frame)
-                seconds += time.perf_counter() - t0
-                write_openpose_json(os.path.join(output, f"{name}_keypoints.json"), [] if pose is None else [pose])
-                found += pose is not None
-                if pose is None:
-                    missing.append(name)
-                n += 1
-                bar.update(1)
-                bar.set_postfix(fps=f"{n / seconds:.1f}" if seconds else "-")
+        for name, frame in zip(source.names, progress(source, "extract_poses", total=len(source), unit="frame"),
+                               strict=False):
+            t0 = time.perf_counter()
+            pose = estimator(frame)
+            seconds += time.perf_counter() - t0
+            write_openpose_json(os.path.join(output, f"{name}_keypoints.json"), [] if pose is None else [pose])
+            found += pose is not None
+            if pose is None:
+                missing.append(name)
+            n += 1
     finally:
         estimator.close()
     if found == 0:
