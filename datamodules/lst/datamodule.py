@@ -36,7 +36,14 @@ from torch.utils.data import Dataset, Sampler
 
 from datamodules.base import BaseDataModule, check_count, scan_files
 from datamodules.lst.synthetic import SyntheticImages
-from datamodules.transforms import PIL_ERRORS, TooLargeError, as_hw, bomb_error, check_pixels, unreadable_image_error
+from datamodules.transforms import (
+    PIL_ERRORS,
+    TooLargeError,
+    as_hw,
+    bomb_error,
+    check_pixels,
+    unreadable_image_error,
+)
 
 log = logging.getLogger(__name__)
 

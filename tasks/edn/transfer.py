@@ -45,8 +45,8 @@ from datamodules.edn.synthetic import SUBJECTS, dance_sequence, render_photo
 from datamodules.edn.video import FrameSource
 from datamodules.transforms import training_size
 from datamodules.video import VideoWriter, has_audio
-from tasks.progress import progress
 from tasks.inference import inference_device, load_for_inference, require_checkpoint
+from tasks.progress import progress
 
 log = logging.getLogger(__name__)
 

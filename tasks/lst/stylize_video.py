@@ -65,7 +65,7 @@ def to_tensor(frame: np.ndarray, short_side: int | None = None) -> torch.Tensor:
         if min(w, h) != short_side:
             s = short_side / min(w, h)
             img = img.resize((max(short_side, round(w * s)), max(short_side, round(h * s))), Image.BICUBIC)
-        frame = np.asarray(img)
+        frame = np.array(img)  # a writable copy (torch.from_numpy warns on a read-only view)
     return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
 
 

@@ -185,13 +185,19 @@ def crop_video(path: str, out_dir: str, detector: Detector, size: int = 256, exp
     return written, most
 
 
+def _root_for(path: str, levels: int) -> str:
+    for _ in range(levels):
+        path = os.path.dirname(os.path.abspath(path))
+    return path
+
+
 def find_videos(src: str) -> list[tuple[str, str, str]]:
     """(identity, video name, path) of every ``<identity>/<video file or folder of frames>`` under ``src``, or one
     error with the form to use (checked before any model loads)."""
     if os.path.isfile(src):
-        raise ConfigError(f"task.input={src} is a file; pass the folder that holds <identity>/<video> (e.g. "
-                          f"task.input={os.path.dirname(os.path.dirname(os.path.abspath(src)))} for "
-                          f"<identity>/{os.path.basename(src)})")
+        up = 3 if src.lower().endswith(FRAME_EXTENSIONS) else 2  # <root>/<identity>/<video>/<frame> or .../<video>
+        raise ConfigError(f"task.input={src} is a file; pass the folder that holds <identity>/<video>: "
+                          f"task.input={_root_for(src, up)}")
     if not os.path.isdir(src):
         raise ConfigError(f"task.input={src} is not a folder; pass a folder of <identity>/<video file or frames>")
     videos = []
@@ -205,12 +211,12 @@ def find_videos(src: str) -> list[tuple[str, str, str]]:
             if os.path.isdir(vpath) or ext.lower() in VIDEO_EXTENSIONS:
                 videos.append((ident, name, vpath))
     if not videos:
-        direct = [f for f in os.listdir(src) if f.lower().endswith(VIDEO_EXTENSIONS + FRAME_EXTENSIONS)]
+        own = [f.lower() for f in os.listdir(src)]
         hint = ""
-        if direct:
-            up = os.path.dirname(os.path.abspath(src))
-            hint = (f"; it holds videos or frames itself, so it is an identity or a video folder: pass "
-                    f"task.input={os.path.dirname(up) if direct[0].lower().endswith(FRAME_EXTENSIONS) else up}")
+        if any(f.endswith(FRAME_EXTENSIONS) for f in own):  # src is one video's frames
+            hint = f"; it holds frames itself, so it is one video: pass task.input={_root_for(src, 2)}"
+        elif any(f.endswith(VIDEO_EXTENSIONS) for f in own):  # src is one identity's videos
+            hint = f"; it holds videos itself, so it is one identity: pass task.input={_root_for(src, 1)}"
         raise ConfigError(f"task.input={src} holds no <identity>/<video> ({', '.join(VIDEO_EXTENSIONS)} or a folder "
                           f"of frames){hint}")
     return videos

@@ -49,7 +49,8 @@ def test_transfer_from_video_and_json_with_a_frame_without_a_person(global_ckpt,
     from tasks.edn.transfer import transfer
 
     poses = dance_sequence("source", 6, 48, 96, seed=2)
-    writer = VideoWriter(str(tmp_path / "src.mp4"), 10)
+    tone = (0.3 * np.sin(2 * np.pi * 330 * np.arange(9600) / 16000)).astype(np.float32)  # 0.6 s of sound
+    writer = VideoWriter(str(tmp_path / "src.mp4"), 10, audio=(tone, 16000))
     for i, p in enumerate(poses):
         writer.write(render_photo(SUBJECTS["source"], p, 48, 96))
         write_openpose_json(str(tmp_path / "json" / f"frame{i:06d}_keypoints.json"), [] if i == 2 else [p])
@@ -58,6 +59,10 @@ def test_transfer_from_video_and_json_with_a_frame_without_a_person(global_ckpt,
                            f"task.source_keypoints={tmp_path / 'json'}", "task.smooth_window=3"))
     assert result["frames"] == 6 and result["filled"] == 1
     assert len(FrameSource(result["output"])) == 6
+    import av  # issue 21: the transfer video carries the source dance's audio
+
+    with av.open(result["output"]) as c:
+        assert len(c.streams.audio) == 1 and c.streams.audio[0].codec_context.name == "aac"
 
 
 def test_transfer_bad_inputs(global_ckpt, tmp_path) -> None:
