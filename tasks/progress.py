@@ -25,8 +25,8 @@ def progress(iterable: Iterable[Any], desc: str, total: int | None = None, unit:
     start, n = time.perf_counter(), 0
     try:
         for item in iterable:
+            n += 1  # counted when handed out: a loop stopped by an error says which item it was on
             yield item
-            n += 1
     finally:
         seconds = time.perf_counter() - start
         rate = f", {n / seconds:.2f} {unit}/s" if seconds > 0 and n else ""
