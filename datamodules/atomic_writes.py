@@ -7,9 +7,11 @@ kill at any moment leaves either the old file or the new one, never a half-writt
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,11 +98,64 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> str:
     return os.fspath(path)
 
 
+class DiskFullError(ValueError):
+    """A write that ran out of space (ENOSPC / EDQUOT): one line naming the folder, its free space and the space
+    needed; the previous file under the name is kept (the write went to a temporary)."""
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+#: how torch's zip writer reports a failed write (the OSError of the file object is not passed on)
+_TORCH_WRITE_FAILURES = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
+
+
+def payload_bytes(obj: Any) -> int:
+    """The bytes of the tensors in ``obj`` (dicts, lists, tuples walked): about the size ``torch.save`` writes."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(payload_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(payload_bytes(v) for v in obj)
+    return 0
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.1f} MB" if n < 2**30 else f"{n / 2**30:.2f} GB"
+
+
+def disk_full_error(path: str, needed: int) -> DiskFullError:
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = 0
+    return DiskFullError(f"no space left on the device of {folder} writing {os.path.basename(path)}: it needs about "
+                         f"{_mb(needed)}, {_mb(free)} is free; free {_mb(max(needed - free, 0) or needed)} or more "
+                         f"there (or point paths.output_dir elsewhere); the previous {os.path.basename(path)} is kept")
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    seen = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL_ERRNOS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return isinstance(err, RuntimeError) and any(s in str(err) for s in _TORCH_WRITE_FAILURES)
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> str:
     """torch.save to a temporary file of this writer's own, then rename over ``path``: readers never see a partial
-    file, and two writers of one path never tear each other's."""
+    file, and two writers of one path never tear each other's. A full disk is one :class:`DiskFullError` line (not
+    torch's ``inline_container.cc ... unexpected pos``)."""
     import torch  # here: run.py's start-up (stale temporaries, config errors) does not pay for importing torch
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(obj, f)
+    except (OSError, RuntimeError) as err:
+        if _is_disk_full(err):
+            raise disk_full_error(os.fspath(path), payload_bytes(obj)) from err
+        raise
     return os.fspath(path)

@@ -40,6 +40,32 @@ PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBom
 
 RandomSource = torch.Generator | random.Random | np.random.Generator | None
 
+DEFAULT_MAX_PIXELS = 100_000_000
+"""The pixel cap of the shared readers when no config key sets one (``task.max_pixels``): an ordinary 48-megapixel
+phone photo and an 8192x8192 (67 M) frame pass, a decoded RGB image stays under ~300 MB. PIL's own decompression-bomb
+limit (~179 M pixels) stays in place above it."""
+
+
+class TooLargeError(ValueError):
+    """An image or video frame above the configured pixel cap (:func:`check_pixels`)."""
+
+
+def check_pixels(path: str, width: int, height: int, max_pixels: int | None, key: str = "task.max_pixels") -> None:
+    """One ValueError naming ``path``, its size and ``key`` when ``width * height`` is above ``max_pixels``
+    (None = no cap): checked on the header, before anything is decoded."""
+    if max_pixels is not None and int(width) * int(height) > int(max_pixels):
+        raise TooLargeError(
+            f"{path} is {width}x{height} ({width * height / 1e6:.1f} megapixels), above the cap of "
+            f"{int(max_pixels) / 1e6:g} megapixels ({key}={int(max_pixels)}); downscale it, or raise {key} if the "
+            "machine has the memory"
+        )
+
+
+def bomb_error(path: str, err: BaseException, key: str = "task.max_pixels") -> TooLargeError:
+    """PIL's decompression-bomb refusal as the pixel-cap message (it fires before our header check can)."""
+    return TooLargeError(f"{path} is too large to decode ({err}); downscale it ({key} cannot raise PIL's own limit of "
+                      f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels)")
+
 
 # --------------------------------------------------------------------------------------------- sizes
 def as_hw(value: Any, name: str) -> tuple[int, int]:
@@ -115,12 +141,17 @@ def unreadable_image_error(path: str, err: BaseException) -> ValueError:
     )
 
 
-def _open(path: str) -> Image.Image:
+def _open(path: str, max_pixels: int | None = None, key: str = "task.max_pixels") -> Image.Image:
     try:
         img = Image.open(path)
+        check_pixels(path, *img.size, max_pixels, key)
         img.load()
     except FileNotFoundError:
         raise FileNotFoundError(f"image file {path} does not exist; check the dataset folder") from None
+    except TooLargeError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise bomb_error(path, err, key) from err
     except PIL_ERRORS as err:
         raise unreadable_image_error(path, err) from err
     return img
@@ -162,9 +193,10 @@ def verify_image(path: str) -> None:
         raise unreadable_image_error(path, err) from err
 
 
-def read_image(path: str) -> Image.Image:
-    """Read a photo as an RGB PIL image; corrupt/unreadable files raise a ValueError naming the file."""
-    img = _open(path)
+def read_image(path: str, max_pixels: int | None = None, key: str = "task.max_pixels") -> Image.Image:
+    """Read a photo as an RGB PIL image; corrupt/unreadable files raise a ValueError naming the file, and so does an
+    image above ``max_pixels`` (:func:`check_pixels`, before decoding)."""
+    img = _open(path, max_pixels, key)
     try:
         return img.convert("RGB")
     except PIL_ERRORS as err:

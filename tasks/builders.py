@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import hydra
@@ -10,6 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_modules.callbacks import AtomicCheckpointIO, PreemptionCheckpoint, ResumeState
 from lightning_modules.factory import safe_instantiate
+
+log = logging.getLogger(__name__)
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
@@ -40,6 +43,11 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
     ``trainer.max_steps``/``min_steps`` count batches (the project's one "step"); Lightning counts optimizer steps,
     so they are multiplied by the module's ``optimizer_steps_per_batch`` (2 for a GAN: G and D)."""
     callbacks = list(callbacks or [])
+    if not loggers:  # logger=none: Lightning's LearningRateMonitor refuses a Trainer without a logger
+        monitors = [c for c in callbacks if isinstance(c, pl.callbacks.LearningRateMonitor)]
+        if monitors:
+            log.info("logger=none: the learning-rate monitor (callbacks.lr_monitor) is off, it has nowhere to log")
+            callbacks = [c for c in callbacks if c not in monitors]
     if not any(isinstance(c, PreemptionCheckpoint) for c in callbacks):
         callbacks.append(PreemptionCheckpoint(dirpath=str(cfg.paths.checkpoint_dir)))
     if not any(isinstance(c, ResumeState) for c in callbacks):

@@ -12,6 +12,9 @@ from omegaconf import DictConfig
 from lightning_modules.base import SynthesisModule
 from lightning_modules.checkpoints import CheckpointError, read_record
 from lightning_modules.loading import build_from_record
+from tasks.progress import progress
+
+__all__ = ["inference_device", "load_for_inference", "progress", "require_checkpoint", "to_device"]
 
 
 def load_for_inference(cfg: DictConfig, ckpt_path: str, training_networks: bool = False) -> SynthesisModule:
@@ -29,21 +32,6 @@ def load_for_inference(cfg: DictConfig, ckpt_path: str, training_networks: bool 
 
 
 # ------------------------------------------------------------------------------- inference helpers
-def progress(iterable: Any, desc: str, total: int | None = None, unit: str = "it") -> Any:
-    """A progress bar (items done, rate, ETA) on stderr for a long task's loop; quiet when stderr is not a terminal
-    (CI, logs, pipes)."""
-    import sys
-
-    from tqdm.auto import tqdm
-
-    if total is None:
-        try:
-            total = len(iterable)
-        except TypeError:
-            total = None
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not sys.stderr.isatty(), leave=False,
-                dynamic_ncols=True)
-
 
 
 def require_checkpoint(cfg: DictConfig) -> str:

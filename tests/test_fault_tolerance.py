@@ -321,3 +321,50 @@ def test_resume_from_an_epoch_end_checkpoint_matches_an_uninterrupted_run(make_c
     assert [s for s, _ in full] == [str(i) for i in range(9)]
     assert resumed == full
     assert _ckpt(tmp_path / "part" / "checkpoints" / "last.ckpt")["global_step"] == 18
+
+
+def test_disk_full_during_a_checkpoint_save_is_one_line_naming_the_folder(tmp_path: Path, monkeypatch) -> None:
+    """Issue 16 §5: a full disk ended in torch's ``inline_container.cc ... unexpected pos``; now one line naming the
+    folder, the space needed and the free space, and the previous checkpoint is kept."""
+    import builtins
+    import errno
+
+    from datamodules import files
+    from tasks.cli import USER_ERRORS
+
+    path = str(tmp_path / "last.ckpt")
+    atomic_torch_save({"global_step": 1}, path)
+
+    class FullDisk:
+        """A file whose writes fail with ENOSPC after 1 kB, as a full disk does."""
+
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, data):
+            self.n += len(data)
+            if self.n > 1024:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    real_open = builtins.open
+    monkeypatch.setattr(files, "open", lambda p, mode="r", *a, **k: FullDisk(real_open(p, mode, *a, **k))
+                        if "w" in mode else real_open(p, mode, *a, **k), raising=False)
+    with pytest.raises(files.DiskFullError) as err:
+        atomic_torch_save({"global_step": 2, "weights": torch.zeros(256, 1024)}, path)
+    monkeypatch.undo()
+    message = str(err.value)
+    assert isinstance(err.value, USER_ERRORS) and "\n" not in message
+    assert f"no space left on the device of {tmp_path} writing last.ckpt: it needs about 1.0 MB" in message
+    assert "is free" in message and "inline_container" not in message
+    assert _ckpt(path)["global_step"] == 1  # the previous checkpoint is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temporary left

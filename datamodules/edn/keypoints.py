@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -155,13 +156,27 @@ _JSON_PARTS = {"body": "pose_keypoints_2d", "face": "face_keypoints_2d", "hand_l
                "hand_right": "hand_right_keypoints_2d"}
 
 
-def _as_points(values: list, path: str, key: str) -> np.ndarray | None:
+def _as_points(values: Any, path: str, key: str) -> np.ndarray | None:
+    """``values`` (a flat list of x, y, confidence numbers) as [N, 3], or a KeypointError naming the file and the
+    first bad value: not a list, a string or other non-number, NaN or infinity (which JSON readers accept)."""
     if not values:
         return None
+    if not isinstance(values, list):
+        raise KeypointError(f"{path}: {key} is {type(values).__name__} {values!r:.40}, not a list of numbers "
+                            "(x, y, confidence); re-run task=extract_poses for this frame")
     if len(values) % 3:
         raise KeypointError(f"{path}: {key} has {len(values)} numbers, not a multiple of 3 (x, y, confidence); "
                             "is it an OpenPose *_keypoints.json file?")
-    return np.asarray(values, dtype=np.float64).reshape(-1, 3)
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise KeypointError(f"{path}: {key}[{i}] is {v!r:.40} ({type(v).__name__}), not a number; write numbers "
+                                "(x, y, confidence), or re-run task=extract_poses for this frame")
+    points = np.asarray(values, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(points))
+    if bad.size:
+        raise KeypointError(f"{path}: {key}[{bad[0]}] is {points[bad[0]]} ({bad.size} value(s) not finite); write "
+                            "finite numbers (a missing joint is 0, 0, 0), or re-run task=extract_poses for this frame")
+    return points.reshape(-1, 3)
 
 
 def pick_person(people: list[FramePose]) -> FramePose | None:
@@ -185,6 +200,9 @@ def read_openpose_json(path: str) -> list[FramePose]:
         raise KeypointError(f"{path} has no 'people' list: not an OpenPose keypoint file")
     people = []
     for person in data["people"]:
+        if not isinstance(person, dict):
+            raise KeypointError(f"{path}: a 'people' entry is {type(person).__name__}, not an object with "
+                                "pose_keypoints_2d; not an OpenPose keypoint file")
         body = _as_points(person.get("pose_keypoints_2d") or [], path, "pose_keypoints_2d")
         if body is None:
             continue

@@ -36,7 +36,14 @@ from torch.utils.data import Dataset, Sampler
 
 from datamodules.base import BaseDataModule, check_count, scan_files
 from datamodules.lst.synthetic import SyntheticImages
-from datamodules.transforms import PIL_ERRORS, as_hw, unreadable_image_error
+from datamodules.transforms import (
+    PIL_ERRORS,
+    TooLargeError,
+    as_hw,
+    bomb_error,
+    check_pixels,
+    unreadable_image_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +86,11 @@ def _probe(path: str) -> str | None:
 class FolderImages:
     """Image files of a folder; ``image(i, max_side)`` decodes file ``i`` as RGB [3, H, W] in [0, 1]."""
 
-    def __init__(self, files: Sequence[str], key: str) -> None:
+    def __init__(self, files: Sequence[str], key: str, max_pixels: int | None = None,
+                 cap_key: str = "task.max_pixels") -> None:
         self.files = list(files)
         self.key = key
+        self.max_pixels, self.cap_key = max_pixels, cap_key
 
     def __len__(self) -> int:
         return len(self.files)
@@ -93,6 +102,7 @@ class FolderImages:
         path = self.files[index]
         try:
             with Image.open(path) as img:
+                check_pixels(path, *img.size, self.max_pixels, self.cap_key)
                 if load_size is not None:
                     # JPEG: decode at a reduced scale >= the target (much faster for large WikiArt paintings)
                     w, h = img.size
@@ -101,6 +111,10 @@ class FolderImages:
                 rgb = img.convert("RGB")
                 if load_size is not None:
                     rgb = _resize_shorter(rgb, load_size)
+        except TooLargeError:
+            raise
+        except Image.DecompressionBombError as err:
+            raise bomb_error(path, err, self.cap_key) from err
         except PIL_ERRORS as err:
             raise unreadable_image_error(path, err) from err
         arr = np.asarray(rgb, dtype=np.float32) / 255.0

@@ -93,6 +93,9 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
         raise ValueError(f"could not read audio file {path}: {err}; write it as 16-bit PCM WAV") from err
     if width != 2:
         raise ValueError(f"audio file {path} has {8 * width}-bit samples; write it as 16-bit PCM WAV")
+    if rate <= 0:
+        raise ValueError(f"audio file {path} says its sample rate is {rate} Hz; rewrite it with its real rate (e.g. "
+                         "ffmpeg -i in.wav -ar 16000 out.wav)")
     x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
     if channels > 1:
         x = x.reshape(-1, channels).mean(1)

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from PIL import Image
-from tqdm import tqdm
 
 from datamodules.edn.datamodule import scale_pose, to_signed_tensor
 from datamodules.edn.keypoints import (
@@ -45,8 +44,9 @@ from datamodules.edn.render import face_box, render_pose
 from datamodules.edn.synthetic import SUBJECTS, dance_sequence, render_photo
 from datamodules.edn.video import FrameSource
 from datamodules.transforms import training_size
-from datamodules.video import VideoWriter
+from datamodules.video import VideoWriter, has_audio
 from tasks.inference import inference_device, load_for_inference, require_checkpoint
+from tasks.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def source_poses(cfg: DictConfig, out: tuple[int, int]) -> tuple[Any, list[Frame
 
         estimator = PoseEstimator(video=True, face=True)
         try:
-            poses = [estimator(f) for f in tqdm(frames, total=len(frames), unit="frame", desc="source poses")]
+            poses = [estimator(f) for f in progress(frames, "source poses", total=len(frames), unit="frame")]
         finally:
             estimator.close()
     if not any(p is not None for p in poses):
@@ -181,30 +181,30 @@ def transfer(cfg: DictConfig) -> dict[str, Any]:
         str(cfg.task.get("source") or cfg.task.get("source_keypoints")))))[0]
     folder = str(cfg.task.get("output_dir") or cfg.paths.prediction_dir)
     fps = cfg.task.get("fps") or getattr(frames, "fps", None) or 25
-    video = VideoWriter(os.path.join(folder, f"{name}_transfer.mp4"), fps)
+    # the output carries the source dance's audio (copied, or re-encoded when the container needs it)
+    audio = frames.path if isinstance(frames, FrameSource) and bool(cfg.task.get("audio", True)) and \
+        has_audio(frames.path) else None
+    video = VideoWriter(os.path.join(folder, f"{name}_transfer.mp4"), fps, audio=audio)
     side = VideoWriter(os.path.join(folder, f"{name}_side_by_side.mp4"), fps)
     source_iter = iter(frames) if frames is not None else None
     previous = None
     model_s, n = 0.0, 0
     try:
-        with tqdm(total=len(poses), unit="frame", desc="transfer") as bar:
-            for pose in poses:
-                label_img = render_pose(pose, *out, face=bool(cfg.dataset.get("face", True)),
-                                        hands=bool(cfg.dataset.get("hands", True)))
-                label = to_signed_tensor(label_img)[None].to(device)
-                box = torch.tensor([face_box(pose, *out)], device=device)
-                t0 = time.perf_counter()
-                previous = frame = module.next_frame(label, previous, box)  # the refined frame conditions the next
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                model_s += time.perf_counter() - t0
-                result = _uint8(frame)
-                video.write(result)
-                src = _resize(next(source_iter), out) if source_iter is not None else np.full_like(result, 255)
-                side.write(np.concatenate([src, label_img, result], axis=1))
-                n += 1
-                bar.update(1)
-                bar.set_postfix(fps=f"{n / model_s:.1f}")
+        for pose in progress(poses, "transfer", unit="frame"):
+            label_img = render_pose(pose, *out, face=bool(cfg.dataset.get("face", True)),
+                                    hands=bool(cfg.dataset.get("hands", True)))
+            label = to_signed_tensor(label_img)[None].to(device)
+            box = torch.tensor([face_box(pose, *out)], device=device)
+            t0 = time.perf_counter()
+            previous = frame = module.next_frame(label, previous, box)  # the refined frame conditions the next
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            model_s += time.perf_counter() - t0
+            result = _uint8(frame)
+            video.write(result)
+            src = _resize(next(source_iter), out) if source_iter is not None else np.full_like(result, 255)
+            side.write(np.concatenate([src, label_img, result], axis=1))
+            n += 1
         paths = video.close(), side.close()
     except BaseException:
         video.abort()
@@ -212,6 +212,6 @@ def transfer(cfg: DictConfig) -> dict[str, Any]:
         raise
     fps_model = n / model_s if model_s else float("inf")
     print(f"\ncondsynth: {n} frames {out[0]}x{out[1]} at {fps_model:.2f} frames/s (generator + face, "
-          f"{device.type}); {filled} frames without a person -> {paths[0]}, {paths[1]}")
+          f"{device.type}); {filled} frames without a person -> {paths[0]} ({video.audio_note}), {paths[1]}")
     return {"output": paths[0], "side_by_side": paths[1], "frames": n, "fps": fps_model, "filled": filled,
             "size": out}

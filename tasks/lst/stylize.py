@@ -41,7 +41,7 @@ from torchvision.utils import make_grid
 
 from datamodules.image_grids import save_grid
 from datamodules.lst.datamodule import FolderImages, list_images
-from datamodules.transforms import verify_image
+from datamodules.transforms import check_pixels, probe_image, verify_image
 from lightning_modules.checkpoints import read_record
 from lightning_modules.loading import build_from_record
 from lightning_modules.stages import StageError
@@ -131,10 +131,30 @@ def min_image_side(level: str) -> int:
     return 2 * LEVEL_STRIDE[level]
 
 
-def read_image(path: str, short_side: int | None = None, min_side: int = 1) -> torch.Tensor:
-    """RGB image file -> [1, 3, H, W] float in [0, 1], shorter side resized to ``short_side`` (bicubic) when set.
-    Unreadable files raise a ValueError naming the file."""
-    img = FolderImages([path], "image").image(0, short_side)
+def working_side(size: tuple[int, int], short_side: int | None, working_size: int | None) -> int | None:
+    """The shorter side an input of ``size`` (H, W) is resized to: ``short_side`` when set (up or down), else
+    ``working_size`` when the input's shorter side is larger (inputs are only shrunk to it), else None (as it is)."""
+    if short_side is not None:
+        return short_side
+    if working_size is not None and min(size) > working_size:
+        return working_size
+    return None
+
+
+def read_image(path: str, short_side: int | None = None, min_side: int = 1, working_size: int | None = None,
+               max_pixels: int | None = None) -> torch.Tensor:
+    """RGB image file -> [1, 3, H, W] float in [0, 1], shorter side resized to ``short_side`` (bicubic) when set, or
+    shrunk to ``working_size`` when it is larger (:func:`working_side`; JPEGs are decoded at the reduced scale).
+    Unreadable files, and files above ``max_pixels`` (``task.max_pixels``), raise a ValueError naming the file."""
+    load_size = short_side
+    if working_size is not None and short_side is None:
+        h, w = probe_image(path)
+        check_pixels(path, w, h, max_pixels)
+        load_size = working_side((h, w), None, working_size)
+        if load_size is not None:
+            log.info("%s is %dx%d: shrunk to a shorter side of %d (task.working_size; null keeps the full size)",
+                     path, w, h, load_size)
+    img = FolderImages([path], "image", max_pixels=max_pixels).image(0, load_size)
     h, w = img.shape[-2:]
     if min(h, w) < min_side:
         raise ValueError(
@@ -142,6 +162,17 @@ def read_image(path: str, short_side: int | None = None, min_side: int = 1) -> t
             f"task.short_side={min_side} or larger"
         )
     return img.unsqueeze(0)
+
+
+def check_working_size(cfg: DictConfig) -> tuple[int | None, int | None]:
+    """(``task.working_size``, ``task.max_pixels``): each a positive int or null, else a ValueError naming it."""
+    out = []
+    for key in ("working_size", "max_pixels"):
+        value = cfg.task.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"task.{key}={value!r} must be a positive integer or null")
+        out.append(value)
+    return out[0], out[1]
 
 
 def stem(path: str) -> str:
@@ -238,6 +269,7 @@ def stylize(cfg: DictConfig) -> dict[str, Any]:
     style_files = gather_images(task_value(cfg, "style", "an image file or folder"), "task.style")
     alpha = check_alpha(cfg.task.get("alpha", 1.0))
     short_side = check_short_side(cfg.task.get("short_side"))
+    working_size, max_pixels = check_working_size(cfg)
     weights = parse_style_weights(cfg.task.get("style_weights"), len(style_files))
     photoreal = photoreal_args(cfg)
     make_grid_png = bool(cfg.task.get("grid", True))
@@ -249,9 +281,11 @@ def stylize(cfg: DictConfig) -> dict[str, Any]:
 
     # check every input before the model loads, so a bad file stops the run at once (styles are decoded, the
     # contents' headers parsed; a content is decoded when its turn comes)
-    styles = [read_image(p, short_side, min_side) for p in style_files]
+    styles = [read_image(p, short_side, min_side, working_size, max_pixels) for p in style_files]
     for p in content_files:
         verify_image(p)
+        h, w = probe_image(p)
+        check_pixels(p, w, h, max_pixels)
     style_names = [MIX_NAME] if weights is not None else [stem(p) for p in style_files]
     names = [f"{stem(c)}_x_{s}.png" for c in content_files for s in style_names]
     duplicates = sorted(n for n, k in Counter(names).items() if k > 1)
@@ -271,7 +305,7 @@ def stylize(cfg: DictConfig) -> dict[str, Any]:
     grid_contents: list[torch.Tensor] = []
     grid_rows: list[list[torch.Tensor]] = []
     for path in progress(content_files, "stylize", unit="content"):
-        content = read_image(path, short_side, min_side).to(device)
+        content = read_image(path, short_side, min_side, working_size, max_pixels).to(device)
         row = []
         for name, code in zip(style_names, codes, strict=True):
             out = stylize_one(stylizer, content, code, alpha, photoreal).cpu()

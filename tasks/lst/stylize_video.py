@@ -36,11 +36,12 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from datamodules.image_grids import save_grid
-from datamodules.video import FrameSource, VideoWriter
+from datamodules.video import FrameSource, VideoWriter, has_audio
 from tasks.inference import inference_device, progress
 from tasks.lst.stylize import (
     check_alpha,
     check_short_side,
+    check_working_size,
     gather_images,
     load_stylizer,
     min_image_side,
@@ -50,6 +51,7 @@ from tasks.lst.stylize import (
     style_codes,
     stylize_one,
     task_value,
+    working_side,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ def to_tensor(frame: np.ndarray, short_side: int | None = None) -> torch.Tensor:
         if min(w, h) != short_side:
             s = short_side / min(w, h)
             img = img.resize((max(short_side, round(w * s)), max(short_side, round(h * s))), Image.BICUBIC)
-        frame = np.asarray(img)
+        frame = np.array(img)  # a writable copy (torch.from_numpy warns on a read-only view)
     return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
 
 
@@ -82,7 +84,9 @@ def _sync(device: torch.device) -> Callable[[], None]:
 # ------------------------------------------------------------------------------------------- task
 def stylize_video(cfg: DictConfig) -> dict[str, Any]:
     """Stylise every frame of ``task.input`` with one style code; write ``task.output``; return the frame rate."""
-    source = FrameSource(task_value(cfg, "input", "a video file or a folder of frames"), cfg.task.get("fps"))
+    working_size, max_pixels = check_working_size(cfg)
+    source = FrameSource(task_value(cfg, "input", "a video file or a folder of frames"), cfg.task.get("fps"),
+                         max_pixels=max_pixels)
     style_files = gather_images(task_value(cfg, "style", "a style image"), "task.style")
     weights = parse_style_weights(cfg.task.get("style_weights"), len(style_files))
     if weights is None and len(style_files) > 1:
@@ -99,21 +103,29 @@ def stylize_video(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"task.output={output} is the input video; choose another path")
     frames_dir = os.path.splitext(output)[0] + "_frames" if bool(cfg.task.get("save_frames", False)) else None
     min_side = min_image_side(str(cfg.model.get("level", "r41")))
-    writer = VideoWriter(output, source.fps, str(cfg.task.get("codec", "auto")), cfg.task.get("crf", 18))
+    audio = source.path if bool(cfg.task.get("audio", True)) and has_audio(source.path) else None
+    writer = VideoWriter(output, source.fps, str(cfg.task.get("codec", "auto")), cfg.task.get("crf", 18),
+                         odd_size=str(cfg.task.get("odd_size", "keep")), audio=audio)
 
     device = inference_device(cfg)
     stylizer = load_stylizer(cfg, device)
-    styles = [read_image(p, short_side, min_side).to(device) for p in style_files]
+    styles = [read_image(p, short_side, min_side, working_size, max_pixels).to(device) for p in style_files]
     code = style_codes(stylizer, styles, weights)[0]  # computed once for the whole video
     sync = _sync(device)
 
     n = 0
     model_time = 0.0
     size = None
+    side = short_side
     start = time.perf_counter()
     try:
         for arr in progress(source, "stylize_video", unit="frame"):
-            content = to_tensor(arr, short_side)
+            if size is None:
+                side = working_side(arr.shape[:2], short_side, working_size)
+                if side is not None and short_side is None:
+                    log.info("frames of %s are %dx%d: shrunk to a shorter side of %d (task.working_size; null keeps "
+                             "the full size)", source.path, arr.shape[1], arr.shape[0], side)
+            content = to_tensor(arr, side)
             if size is None:
                 size = tuple(content.shape[-2:])
                 if min(size) < min_side:
@@ -137,8 +149,11 @@ def stylize_video(cfg: DictConfig) -> dict[str, Any]:
     total = time.perf_counter() - start
     fps = n / model_time if model_time > 0 else float("inf")
     fps_total = n / total if total > 0 else float("inf")
-    print(f"\ncondsynth: {n} frames {size[0]}x{size[1]} stylised at {fps:.2f} frames/s (model, {device.type}; "
-          f"{fps_total:.2f} frames/s with decoding and encoding), style code computed once -> {output}"
+    written = writer.size or size
+    print(f"\ncondsynth: {n} frames stylised at {fps:.2f} frames/s (model, {device.type}; {fps_total:.2f} frames/s "
+          f"with decoding and encoding), style code computed once -> {output}: {written[1]}x{written[0]} (width x "
+          f"height, {writer.pix_fmt}), {float(source.fps):g} frames/s, {writer.audio_note}"
           + (f"; frames in {frames_dir}" if frames_dir else ""))
     return {"output": output, "frames": n, "fps": fps, "fps_end_to_end": fps_total, "size": size,
-            "video_fps": float(source.fps), "frames_dir": frames_dir, "device": device.type}
+            "written_size": written, "audio": writer.audio_note, "video_fps": float(source.fps),
+            "frames_dir": frames_dir, "device": device.type}

@@ -22,10 +22,16 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from datamodules.image_grids import save_grid, to_unit_range
+from lightning_modules.checkpoints import read_record
 from tasks.builders import build_datamodule
 from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint, to_device
 
 log = logging.getLogger(__name__)
+
+#: the inference task of each other model, named when its checkpoint is given to task=predict
+OTHER_MODEL_TASKS = {"lst": "task=stylize task.content=<image> task.style=<image>",
+                     "edn": "task=transfer task.source=<video>", "x2face": "task=reenact task.source=<image> "
+                     "task.driving=<video>"}
 
 PREDICT_FEATURE_MODES = ("random", "cluster", "zeros")
 
@@ -69,12 +75,17 @@ def output_name(path: str) -> str:
 
 def predict(cfg: DictConfig) -> list[str]:
     """Generate one PNG per label map; returns the written paths (in input order)."""
+    ckpt_path = require_checkpoint(cfg)
+    record = read_record(ckpt_path)  # the checkpoint's model first: a label folder cannot help another model
+    other = OTHER_MODEL_TASKS.get(str(record.model))
+    record.require_model("pix2pixhd", f"task=predict turns label maps into photos with pix2pixHD; for this "
+                                      f"checkpoint use {other or 'its own inference task (python run.py --help)'}",
+                         title="pix2pixHD")
     if not cfg.dataset.get("predict_label_dir"):
         raise ValueError(
             "task=predict needs label maps: set dataset.predict_label_dir=<folder of label-id PNGs> "
             "(and dataset.predict_inst_dir=<folder of instance maps> when the model uses instances)"
         )
-    ckpt_path = require_checkpoint(cfg)
     feature_mode = str(cfg.task.get("feature_mode", "random"))
     if feature_mode not in PREDICT_FEATURE_MODES:
         raise ValueError(

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from datamodules.transforms import read_image
-from datamodules.video import FrameSource, VideoWriter
+from datamodules.video import FrameSource, VideoWriter, has_audio
 from datamodules.x2face.audio import AudioFeatures, read_wav
 from tasks.config import ConfigError
 from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint
@@ -95,18 +95,21 @@ class VideoOut:
     """Frames [3, H, W] in [0, 1], kept in memory and encoded on :meth:`close` (so the frames/s figure measures the
     model, not the encoder) through the shared atomic writer (:class:`datamodules.video.VideoWriter`)."""
 
-    def __init__(self, path: str, fps: float):
-        self.path, self.fps, self.frames = path, fps, []
+    def __init__(self, path: str, fps: float, audio: Any = None):
+        self.path, self.fps, self.frames, self.audio = path, fps, [], audio
+        self.audio_note = "no audio"
 
     def add(self, frame: torch.Tensor) -> None:
         self.frames.append(frame.mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy())
 
     def close(self) -> str:
-        writer = VideoWriter(self.path, self.fps)
+        writer = VideoWriter(self.path, self.fps, audio=self.audio)
         try:
             for arr in self.frames:
                 writer.write(arr)
-            return writer.close()
+            path = writer.close()
+            self.audio_note = writer.audio_note
+            return path
         except BaseException:
             writer.abort()
             raise
@@ -154,8 +157,15 @@ def reenact(cfg: DictConfig) -> dict[str, Any]:
             vectors = module.vector_for_audio(sources[:, 0].expand(n, -1, -1, -1), audio,
                                               silent.to(device).expand(n, -1))
     out_dir = str(cfg.paths.prediction_dir)
-    generated_video = VideoOut(os.path.join(out_dir, "reenacted.mp4"), fps)
-    side_video = VideoOut(os.path.join(out_dir, "side_by_side.mp4"), fps)
+    # the outputs carry the driver's sound: the WAV of an audio-driven run, the driving video's own audio track
+    audio = None
+    if bool(task.get("keep_audio", True)):
+        if mode == "audio":
+            audio = (samples, rate)
+        elif mode == "driving" and has_audio(str(task.driving)):
+            audio = str(task.driving)
+    generated_video = VideoOut(os.path.join(out_dir, "reenacted.mp4"), fps, audio)
+    side_video = VideoOut(os.path.join(out_dir, "side_by_side.mp4"), fps, audio)
     n = len(drivers) if mode == "driving" else len(vectors)
     start = time.perf_counter()
     with torch.no_grad():
@@ -174,7 +184,7 @@ def reenact(cfg: DictConfig) -> dict[str, Any]:
     paths = [generated_video.close(), side_video.close()]
     result = {"mode": mode, "frames": n, "fps": n / max(elapsed, 1e-9), "videos": paths, "sources": len(files)}
     print(f"\ncondsynth: reenacted {n} frames ({mode}, {len(files)} source frame(s), {size}x{size}) at "
-          f"{result['fps']:.1f} frames/s")
+          f"{result['fps']:.1f} frames/s; {generated_video.audio_note}")
     for p in paths:
         print(f"  {p}")
     return result

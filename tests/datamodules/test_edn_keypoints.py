@@ -164,3 +164,22 @@ def test_face_mesh_is_rendered_and_boxed_as_openpose_70() -> None:
     faint = mesh.copy()
     faint[:, 2] = 0.1                                              # mean confidence < 0.2: the body's nose
     assert face_box(FramePose(body, face=faint), 64, 128) == (2, 12, 16)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("NaN", r"pose_keypoints_2d\[4\] is nan \(1 value\(s\) not finite\)"),
+    ("Infinity", r"pose_keypoints_2d\[4\] is inf"),
+    ('"12.5"', r"pose_keypoints_2d\[4\] is '12.5' \(str\), not a number"),
+    ("true", r"pose_keypoints_2d\[4\] is True \(bool\)"),
+])
+def test_non_numeric_keypoints_name_the_file(tmp_path, value, message) -> None:
+    """Issue 16 §5: NaN / Infinity (which json.load accepts) and strings stop with one error naming the file."""
+    body = ["0"] * 75
+    body[4] = value
+    path = tmp_path / "frame_keypoints.json"
+    path.write_text('{"people": [{"pose_keypoints_2d": [' + ", ".join(body) + "]}]}")
+    with pytest.raises(KeypointError, match=f"frame_keypoints.json: {message}"):
+        read_openpose_json(str(path))
+    path.write_text('{"people": [{"pose_keypoints_2d": "1, 2, 3"}]}')
+    with pytest.raises(KeypointError, match="frame_keypoints.json: pose_keypoints_2d is str"):
+        read_openpose_json(str(path))

@@ -31,3 +31,12 @@ def test_wandb_offline_run(make_config, tmp_path, monkeypatch, capfd) -> None:
 def test_tensorboard_events(make_config, tmp_path) -> None:
     train(make_config("logger=tensorboard", run_dir=tmp_path / "run"))
     assert glob.glob(str(tmp_path / "run" / "tensorboard" / "**" / "events.out.tfevents.*"), recursive=True)
+
+
+def test_logger_none_trains_without_the_lr_monitor(make_config, tmp_path) -> None:
+    """Issue 16 §5: ``logger=none`` crashed in LearningRateMonitor ("Cannot use LearningRateMonitor callback with
+    Trainer that has no logger"); the monitor is now left out when there is no logger."""
+    cfg = make_config("logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=1", run_dir=tmp_path / "run")
+    assert "lr_monitor" in cfg.callbacks
+    train(cfg)
+    assert os.path.isfile(tmp_path / "run" / "checkpoints" / "last.ckpt")

@@ -241,6 +241,12 @@ def test_reenact_by_frames_poses_and_audio(chain, tmp_path) -> None:
     write_wav(str(wav), np.sin(np.arange(4800) / 16000 * 2 * np.pi * 200) * 0.3, 16000)  # 0.3 s
     out = reenact(_reenact_cfg(tmp_path / "a", chain, f"task.source={src}", f"task.audio={wav}"))
     assert out["frames"] == 7
+    import av  # issue 21: the audio-driven videos carry the driving audio
+
+    for path in out["videos"]:
+        with av.open(path) as c:
+            assert len(c.streams.audio) == 1 and c.streams.audio[0].codec_context.sample_rate == 16000
+            assert 0.25 < sum(f.samples for f in c.decode(audio=0)) / 16000 < 0.4
 
 
 def test_reenact_bad_inputs(chain, tmp_path) -> None:
@@ -258,6 +264,11 @@ def test_reenact_bad_inputs(chain, tmp_path) -> None:
     write_wav(str(tmp_path / "short.wav"), np.zeros(100), 16000)
     with pytest.raises(ValueError, match="is too short"):
         reenact(_reenact_cfg(tmp_path, chain, f"task.source={src}", f"task.audio={tmp_path / 'short.wav'}"))
+    zero_rate = bytearray((tmp_path / "short.wav").read_bytes())
+    zero_rate[24:28] = bytes(4)  # the fmt chunk's sample rate: 0 Hz
+    (tmp_path / "zero_rate.wav").write_bytes(bytes(zero_rate))
+    with pytest.raises(ValueError, match="zero_rate.wav says its sample rate is 0 Hz"):
+        reenact(_reenact_cfg(tmp_path, chain, f"task.source={src}", f"task.audio={tmp_path / 'zero_rate.wav'}"))
     (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
     with pytest.raises(ValueError, match="cannot (open|decode) video task.driving=.*corrupt.mp4"):
         reenact(_reenact_cfg(tmp_path, chain, f"task.source={src}", f"task.driving={tmp_path / 'corrupt.mp4'}"))

@@ -49,7 +49,8 @@ def test_transfer_from_video_and_json_with_a_frame_without_a_person(global_ckpt,
     from tasks.edn.transfer import transfer
 
     poses = dance_sequence("source", 6, 48, 96, seed=2)
-    writer = VideoWriter(str(tmp_path / "src.mp4"), 10)
+    tone = (0.3 * np.sin(2 * np.pi * 330 * np.arange(9600) / 16000)).astype(np.float32)  # 0.6 s of sound
+    writer = VideoWriter(str(tmp_path / "src.mp4"), 10, audio=(tone, 16000))
     for i, p in enumerate(poses):
         writer.write(render_photo(SUBJECTS["source"], p, 48, 96))
         write_openpose_json(str(tmp_path / "json" / f"frame{i:06d}_keypoints.json"), [] if i == 2 else [p])
@@ -58,6 +59,10 @@ def test_transfer_from_video_and_json_with_a_frame_without_a_person(global_ckpt,
                            f"task.source_keypoints={tmp_path / 'json'}", "task.smooth_window=3"))
     assert result["frames"] == 6 and result["filled"] == 1
     assert len(FrameSource(result["output"])) == 6
+    import av  # issue 21: the transfer video carries the source dance's audio
+
+    with av.open(result["output"]) as c:
+        assert len(c.streams.audio) == 1 and c.streams.audio[0].codec_context.name == "aac"
 
 
 def test_transfer_bad_inputs(global_ckpt, tmp_path) -> None:
@@ -159,3 +164,41 @@ def test_task_test_reports_the_edn_figures(global_ckpt, tmp_path) -> None:
     else:   # the share of frames where MediaPipe found a person, for the generated and the real frames
         assert 0 <= values["pose_detected"] <= 1 and 0 <= values["pose_detected_real"] <= 1
     assert "temporal_stability" in open(tmp_path / "metrics.md").read()
+
+
+def _person_then_cup(n_person: int = 4, n_cup: int = 3, size: int = 256) -> list[np.ndarray]:
+    """The astronaut (a person) for ``n_person`` frames, then the coffee cup (no person), panned a little per frame."""
+    from skimage import data
+
+    person = np.asarray(Image.fromarray(data.astronaut()).resize((size, size)))
+    cup = np.asarray(Image.fromarray(data.coffee()).resize((size, size)))
+    return [np.roll(person, 2 * i, axis=1) for i in range(n_person)] + [np.roll(cup, 2 * i, axis=1)
+                                                                        for i in range(n_cup)]
+
+
+@pytest.mark.skipif(not HAS_MEDIAPIPE, reason="needs the optional 'pose' extra: pip install -e .[pose]")
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_extract_poses_finds_no_person_in_the_frames_without_one(tmp_path, as_folder, capsys) -> None:
+    """Issue 21: MediaPipe's video tracking carried the astronaut's pose into the coffee-cup frames (7 of 7 "with a
+    person"). A tracked pose is now confirmed by a detection (video file), and a folder is detected frame by frame."""
+    from tasks.edn.extract_poses import extract_poses
+
+    frames = _person_then_cup()
+    if as_folder:
+        src = tmp_path / "frames"
+        src.mkdir()
+        for i, f in enumerate(frames):
+            Image.fromarray(f).save(src / f"f{i:02d}.png")
+    else:
+        src = tmp_path / "clip.mp4"
+        writer = VideoWriter(str(src), 10)
+        for f in frames:
+            writer.write(f)
+        writer.close()
+    cfg = compose_config([*TINY_EDN, "task=extract_poses", f"task.input={src}"], tmp_path)
+    result = extract_poses(cfg)
+    assert result["with_person"] == 4 and result["frames"] == 7
+    expected = ["f04", "f05", "f06"] if as_folder else ["frame000004", "frame000005", "frame000006"]
+    assert result["without_person"] == expected
+    assert f"no person in 3 frame(s): {', '.join(expected)}" in capsys.readouterr().out
+    assert read_frame_pose(os.path.join(result["output"], f"{expected[0]}_keypoints.json")) is None

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from omegaconf import open_dict
 from PIL import Image
 
+from datamodules.video import VideoWriter
 from lightning_modules.factory import build_module
 from lightning_modules.stages import StageError
 from networks.lst import LinearStylizer
@@ -314,16 +315,83 @@ def test_video_round_trip(as_folder, stylizer, lst_ckpt, inputs, tmp_path, count
         assert (torch.from_numpy(decoded).permute(2, 0, 1).float() / 255 - png).abs().mean() < 0.05
 
 
-def test_video_writer_pads_odd_sizes_and_keeps_the_frame_rate(tmp_path) -> None:
+def test_video_writer_pads_odd_sizes_when_asked_and_keeps_the_frame_rate(tmp_path) -> None:
     frames = [scene(15, 23, i) for i in range(3)]
+    writer = VideoWriter(str(tmp_path / "odd.mkv"), 12, odd_size="pad")
     with pytest.warns(UserWarning, match="15x23; yuv420p video needs even sizes"):
-        path = write_video(frames, str(tmp_path / "odd.mkv"), fps=12)
+        for f in frames:
+            writer.write(f)
+    path = writer.close()
     back, fps = read_video(path)
     assert len(back) == 3 and back[0].shape == (16, 24, 3) and float(fps) == 12
     # the same picture up to the codec's loss (4:2:0 chroma on a 15x23 frame is coarse): far closer than a flip of it
     error = np.abs(back[0][:15, :23].astype(float) - frames[0]).mean()
     assert error < 20 and error < 0.5 * np.abs(back[0][:15, :23].astype(float) - frames[0][::-1, ::-1]).mean()
     assert not list(tmp_path.glob(".*partial*"))  # the temporary file was renamed
+
+
+def test_video_writer_keeps_odd_sizes_by_default(tmp_path) -> None:
+    """Issue 21: a 321x241 video came out 322x242. Odd sizes are now written as they are (H.264 4:4:4)."""
+    frames = [scene(15, 23, i) for i in range(3)]
+    path = write_video(frames, str(tmp_path / "odd.mp4"), fps=12)
+    back, fps = read_video(path)
+    assert len(back) == 3 and back[0].shape == (15, 23, 3) and float(fps) == 12
+    assert np.abs(back[0].astype(float) - frames[0]).mean() < 12
+
+
+def _video_with_audio(path: str, frames: list, fps: int = 10, rate: int = 16000) -> str:
+    """A test video whose audio track is a 440 Hz tone as long as the frames."""
+    seconds = len(frames) / fps
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+    writer = VideoWriter(path, fps, audio=(tone, rate))
+    for f in frames:
+        writer.write(f)
+    return writer.close()
+
+
+def test_stylize_video_keeps_size_rate_and_audio(lst_ckpt, inputs, tmp_path, capsys) -> None:
+    """Issue 21: a 321x241 video with sound came out 322x242 and silent, its summary saying 241x321. Now the output
+    has the input's size, frame rate and audio track, and the summary states the size written (width x height)."""
+    import av
+
+    frames = [np.asarray(Image.fromarray(scene(60, 80, i)).resize((321, 241))) for i in range(3)]
+    src = _video_with_audio(str(tmp_path / "clip.mp4"), frames, fps=10)
+    cfg = lst_config(tmp_path / "run", "task=stylize_video", f"task.ckpt_path={lst_ckpt}", f"task.input={src}",
+                     f"task.style={inputs['style'] / 's1.png'}")
+    result = stylize_video(cfg)
+    out_frames, fps = read_video(result["output"])
+    assert len(out_frames) == 3 and out_frames[0].shape == (241, 321, 3) and float(fps) == 10
+    assert result["written_size"] == (241, 321) and result["audio"] == "audio copied (aac)"
+    with av.open(result["output"]) as c:
+        assert c.streams.audio and c.streams.audio[0].codec_context.name == "aac"
+        assert abs(sum(f.samples for f in c.decode(audio=0)) / 16000 - 0.3) < 0.1
+    assert "321x241 (width x height, yuv444p), 10 frames/s, audio copied (aac)" in capsys.readouterr().out
+
+
+def test_stylize_inputs_shrink_to_the_working_size_and_a_pixel_cap_stops_large_ones(lst_ckpt, inputs,
+                                                                                   tmp_path) -> None:
+    """Issue 16 §5: a 4000x3000 style photo was stylised at full size (killed at 12.5 GB). Inputs larger than
+    task.working_size are shrunk to it (small ones are kept), and images/frames above task.max_pixels stop with one
+    line naming the file, its size and the key, before anything is decoded."""
+    big = tmp_path / "big.png"
+    Image.fromarray(np.asarray(Image.fromarray(scene(30, 40, 1)).resize((120, 90)))).save(big)
+    cfg = lst_config(tmp_path / "run", "task=stylize", f"task.ckpt_path={lst_ckpt}", f"task.content={big}",
+                     f"task.style={big}", "task.working_size=45", "task.grid=false")
+    result = stylize(cfg)
+    assert Image.open(result["outputs"][0]).size == (60, 45)       # 120x90 -> shorter side 45
+    cfg = lst_config(tmp_path / "run2", "task=stylize", f"task.ckpt_path={lst_ckpt}", f"task.content={big}",
+                     f"task.style={inputs['style'] / 's1.png'}", "task.grid=false")
+    assert Image.open(stylize(cfg)["outputs"][0]).size == (120, 90)  # under the default working size: kept
+    video = _video_with_audio(str(tmp_path / "v.mp4"), [np.zeros((90, 120, 3), np.uint8)] * 2)
+    capped = r"is 120x90 \(0.0 megapixels\), above the cap of 0.01 megapixels \(task.max_pixels=10000\)"
+    cfg = lst_config(tmp_path / "run3", "task=stylize", f"task.ckpt_path={lst_ckpt}", f"task.content={big}",
+                     f"task.style={big}", "task.max_pixels=10000")
+    with pytest.raises(ValueError, match=f"big.png {capped}"):
+        stylize(cfg)
+    cfg = lst_config(tmp_path / "run4", "task=stylize_video", f"task.ckpt_path={lst_ckpt}", f"task.input={video}",
+                     f"task.style={inputs['style'] / 's1.png'}", "task.max_pixels=10000")
+    with pytest.raises(ValueError, match=f"task.input=.*v.mp4 {capped}"):
+        stylize_video(cfg)
 
 
 # ------------------------------------------------------------------------------------------- export

@@ -107,3 +107,19 @@ def test_parse_cluster_index() -> None:
     for bad in (-1, True, "x", {3: -2}, {"car": 1}):
         with pytest.raises(ValueError, match="cluster_index"):
             parse_cluster_index(bad)
+
+
+def test_predict_with_another_models_checkpoint_names_its_task(tmp_path) -> None:
+    """Issue 21: an LST checkpoint given to task=predict first asked for dataset.predict_label_dir; now the
+    checkpoint's model is checked first, and the message names the task that runs it."""
+    from lightning_modules.checkpoints import CheckpointError
+    from lightning_modules.factory import build_module
+    from tests.conftest import compose_config
+    from tests.tasks.test_lst_inference import lst_config, save_checkpoint
+
+    lst = save_checkpoint(build_module(lst_config(tmp_path / "lst", "stage=transform"), for_inference=True),
+                          tmp_path / "lst.ckpt")
+    cfg = compose_config(["task=predict", f"task.ckpt_path={lst}"], tmp_path / "run")
+    with pytest.raises(CheckpointError, match="lst.ckpt is a 'lst' checkpoint, not a pix2pixHD one: .*use "
+                                              "task=stylize task.content=<image> task.style=<image>"):
+        predict(cfg)

@@ -3,10 +3,13 @@ is optional and not installed by make install)."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from tasks.config import ConfigError
 from tasks.x2face.crop_faces import crop_faces, crop_square, square_box
 from tests.conftest import compose_config
 
@@ -51,3 +54,68 @@ def test_crop_faces_layout_and_no_face_error(tmp_path) -> None:
     assert counts == {"alice/clip1": 2}
     with pytest.raises(ValueError, match="no face found in any frame of .*clip1"):
         crop_faces(cfg, detector=lambda frame: None)
+
+
+def _faces_frame(scale: float, n: int = 1, size: int = 512) -> np.ndarray:
+    """``n`` astronauts side by side, each ``scale`` x the frame width (her face is about a fifth of the photo), on
+    grey."""
+    from skimage import data
+
+    canvas = Image.new("RGB", (size, size), (120, 130, 140))
+    side = int(size * scale)
+    photo = Image.fromarray(data.astronaut()).resize((side, side))
+    for k in range(n):
+        canvas.paste(photo, (int((k + 0.5) * size / n - side / 2), size // 2 - side // 2))
+    return np.asarray(canvas)
+
+
+def _write_clip(folder, frame: np.ndarray, n: int = 2) -> None:
+    folder.mkdir(parents=True)
+    for t in range(n):
+        Image.fromarray(frame).save(folder / f"{t:03d}.png")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None, reason="needs mediapipe==0.10.14")
+def test_crop_faces_finds_small_faces_and_says_how_many(tmp_path, capsys) -> None:
+    """Issue 21: no face was found under about a fifth of the frame width (one person at 256 px in a 512-px frame; two
+    people side by side), and a second face was dropped without a word. The full-range detector (+ tiles) finds them;
+    the summary says how many faces were seen and which one was kept."""
+    raw = tmp_path / "raw"
+    _write_clip(raw / "alice" / "fifth", _faces_frame(1.0))      # face ~1/5 of the frame width
+    _write_clip(raw / "alice" / "tenth", _faces_frame(0.5))      # face ~1/10
+    _write_clip(raw / "bob" / "two", _faces_frame(0.45, n=2))    # two people side by side
+    cfg = compose_config(["model=x2face", "task=crop_faces", f"task.input={raw}", f"task.output={tmp_path / 'out'}",
+                          "task.size=64", "task.head_pose=false"], tmp_path / "run", tiny=False)
+    counts = crop_faces(cfg)
+    assert counts == {"alice/fifth": 2, "alice/tenth": 2, "bob/two": 2}
+    assert "bob/two: up to 2 faces in a frame; cropped face 0 by size" in capsys.readouterr().out
+    _write_clip(tmp_path / "tiny" / "carol" / "far", _faces_frame(0.04))  # a face of ~4 px: below what it finds
+    cfg.task.input = str(tmp_path / "tiny")
+    with pytest.raises(ValueError, match=r"no face found in any frame of .*far \(first: 000, 512 px wide\): the "
+                                         r"detector finds faces down to about 1/16 of the frame width"):
+        crop_faces(cfg)
+
+
+def test_crop_faces_input_forms_fail_at_once(tmp_path) -> None:
+    """Issue 21: ``task.input=<identity>/<video>`` (the README's old form) failed only after MediaPipe had loaded
+    (55 s). A video folder, an identity folder or a file given as task.input stops before any model loads, with the
+    form to use."""
+    clip = tmp_path / "raw" / "alice" / "clip1"
+    _write_clip(clip, np.zeros((8, 8, 3), np.uint8), 1)
+
+    def no_detector(frame):
+        raise AssertionError("the detector must not be reached")
+
+    def cfg(path):
+        return compose_config(["model=x2face", "task=crop_faces", f"task.input={path}", f"task.output={tmp_path}/o",
+                               "task.head_pose=false"], tmp_path / "run", tiny=False)
+
+    with pytest.raises(ConfigError, match=f"holds frames itself, so it is one video: pass task.input={clip.parents[1]}$"):
+        crop_faces(cfg(clip), detector=no_detector)
+    with pytest.raises(ConfigError, match=f"000.png is a file; pass the folder .*: task.input={clip.parents[1]}$"):
+        crop_faces(cfg(clip / "000.png"), detector=no_detector)
+    (tmp_path / "vids" / "dave").mkdir(parents=True)
+    (tmp_path / "vids" / "dave" / "a.mp4").write_bytes(b"")
+    with pytest.raises(ConfigError, match=f"holds videos itself, so it is one identity: pass task.input={tmp_path}/vids$"):
+        crop_faces(cfg(tmp_path / "vids" / "dave"), detector=no_detector)
+    assert crop_faces(cfg(tmp_path / "raw"), detector=lambda f: [(1.0, 1.0, 5.0, 5.0)]) == {"alice/clip1": 1}
