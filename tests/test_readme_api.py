@@ -24,7 +24,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def examples() -> list[str]:
     text = README.read_text()
     body = text[text.index(SECTION):]
-    body = body[: body.index("\n## ", len(SECTION))]
+    end = body.find("\n## ", len(SECTION))
+    body = body if end < 0 else body[:end]
     return re.findall(r"```python\n(.*?)```", body, flags=re.S)
 
 
