@@ -79,8 +79,8 @@ def _first_comment(path: Path) -> str:
                 break
             continue
         out.append(line.lstrip("#").strip())
-    text = " ".join(out)
-    return text.replace("|", "\\|")
+    text = " ".join(out).replace("|", "\\|")
+    return re.sub(r"<(?=[A-Za-z/])", "&lt;", text)  # <root> would be read as an HTML tag
 
 
 def _options(group: str) -> list[str]:
@@ -185,7 +185,7 @@ def table_stages(page: Path, model: str) -> str:
         start = f"`{previous}`'s checkpoint (`stage.init_from=`)" if spec.get("requires_init") else "scratch"
         if previous and not spec.get("requires_init"):
             start = f"scratch, or `{previous}`'s checkpoint"
-        rows.append(f"| `{stage}` | {start} | {_code(list(spec.get('trainable', [])))} | "
+        rows.append(f"| `{stage}` | {start} | {_code(list(spec.get('trainable', []))) or '-'} | "
                     f"{_code(list(spec.get('frozen', []))) or '-'} | {_first_comment(path)} |")
     return "\n".join(rows)
 
