@@ -48,3 +48,34 @@ def test_a_stale_table_is_reported(tmp_path) -> None:
     assert module.update(tmp_path, write=False) == ["docs/configuration.md: groups", "docs/papers/lst.md: stages:lst"]
     assert lst.read_text() == before
     assert module.update(tmp_path, write=True) and module.update(tmp_path, write=False) == []
+
+
+PAPER_FILES = {
+    "pix2pixhd": ["lightning_modules/pix2pixhd.py", "networks/pix2pixhd.py", "datamodules/pix2pixhd/__init__.py",
+                  "tasks/pix2pixhd/__init__.py"],
+    "lst": ["lightning_modules/lst.py", "networks/lst.py", "datamodules/lst/__init__.py", "tasks/lst/__init__.py"],
+    "edn": ["lightning_modules/edn.py", "networks/edn.py", "datamodules/edn/__init__.py", "tasks/edn/__init__.py"],
+    "x2face": ["lightning_modules/x2face.py", "lightning_modules/face_id.py", "networks/x2face.py",
+               "datamodules/x2face/__init__.py", "tasks/x2face/__init__.py"],
+}
+PACKAGES = ["tasks", "datamodules", "networks", "lightning_modules", "losses"]
+
+
+def _docstring(path: Path) -> str:
+    import ast
+
+    return ast.get_docstring(ast.parse(path.read_text())) or ""
+
+
+def test_each_papers_files_link_its_page() -> None:
+    for paper, files in PAPER_FILES.items():
+        assert (REPO / "docs" / "papers" / f"{paper}.md").is_file()
+        for name in files:
+            assert f"docs/papers/{paper}.md" in _docstring(REPO / name), name
+
+
+def test_package_docstrings_name_every_paper() -> None:
+    for package in PACKAGES:
+        text = _docstring(REPO / package / "__init__.py")
+        for paper in ("pix2pixHD", "Linear Style Transfer", "Everybody Dance Now", "X2Face", "face_id"):
+            assert paper in text, f"{package}/__init__.py does not name {paper}"
