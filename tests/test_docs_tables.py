@@ -29,7 +29,7 @@ def test_docs_tables_check_passes() -> None:
 def test_every_page_with_a_table_is_found() -> None:
     module = _tables_module()
     pages = {str(p.relative_to(REPO)) for p in module.markdown_files() if "<!-- table:" in p.read_text()}
-    assert {"docs/configuration.md", *(f"docs/papers/{p}.md" for p in ("pix2pixhd", "lst", "edn",
+    assert {"README.md", "docs/configuration.md", *(f"docs/papers/{p}.md" for p in ("pix2pixhd", "lst", "edn",
                                                                                    "x2face"))} <= pages
 
 
