@@ -1,5 +1,9 @@
 """One LightningModule per paper (its training logic), their shared bases, stages and callbacks, and the one
-checkpoint home (:mod:`lightning_modules.checkpoints`) with the Python inference API:
+checkpoint home (:mod:`lightning_modules.checkpoints`) with the Python inference API (docs/python-api.md).
+
+The papers: ``pix2pixhd`` (pix2pixHD, docs/papers/pix2pixhd.md), ``lst`` (Linear Style Transfer,
+docs/papers/lst.md), ``edn`` (Everybody Dance Now, docs/papers/edn.md), ``x2face`` (X2Face) and ``face_id`` (its
+identity network; both docs/papers/x2face.md). Loading any of their checkpoints:
 
     from lightning_modules import load
     model = load("outputs/train/pix2pixhd_global/latest/checkpoints/last.ckpt")   # eval mode, no loss networks

@@ -1,4 +1,5 @@
 """Everybody Dance Now (Chan et al., "Everybody Dance Now", ICCV 2019) as a LightningModule.
+Docs: docs/papers/edn.md (commands, datasets, official weights, measured figures).
 
 Pose -> video with a temporally coherent pix2pixHD (§3.2) and a face GAN (§3.3):
 

@@ -1,4 +1,5 @@
 """The identity network X2Face's identity stage uses (``model=face_id``).
+Docs: docs/papers/x2face.md (commands, datasets, official weights, measured figures).
 
 The paper's identity loss uses VGG-Face (a VGG trained to classify 2,622 celebrities), which cannot be downloaded
 here. This module trains the same kind of network, a VGG-11 (configuration A) shaped classifier

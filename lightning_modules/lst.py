@@ -1,5 +1,6 @@
 """Linear Style Transfer (Li, Liu, Kautz, Yang, "Learning Linear Transformations for Fast Arbitrary Style
 Transfer", CVPR 2019) as a LightningModule. No discriminator: automatic optimisation, one Adam.
+Docs: docs/papers/lst.md (commands, datasets, official weights, measured figures).
 
 Stages:
   * ``decoder``: the VGG encoder is fixed (ImageNet weights, or an official ``vgg_r*.pth``); the decoder learns to

@@ -1,5 +1,6 @@
 """pix2pixHD (Wang et al., "High-Resolution Image Synthesis and Semantic Manipulation with Conditional GANs",
 CVPR 2018) as a LightningModule.
+Docs: docs/papers/pix2pixhd.md (commands, datasets, official weights, measured figures).
 
 Input encoding (§3.3, §3.4): one-hot label map, instance boundary map, and optionally the instance-wise
 features of the encoder E concatenated to the generator's input; the input channel counts of G, D and E follow

@@ -1,4 +1,4 @@
-"""Speed levers for a built module (config node ``speed``; README "Precision and speed").
+"""Speed levers for a built module (config node ``speed``; docs/speed-and-precision.md).
 
 * ``channels_last``: every 4-D weight in NHWC memory format; convolutions then produce NHWC activations, which the
   CPU (oneDNN) and tensor-core GPU kernels run faster. Outputs equal fp32 NCHW within float rounding.

@@ -1,5 +1,6 @@
 """X2Face (Wiles, Koepke, Zisserman, "X2Face: A network for controlling face generation using images, audio, and
 pose codes", ECCV 2018) as a LightningModule on the base's single-objective loop.
+Docs: docs/papers/x2face.md (commands, datasets, official weights, measured figures).
 
 Stages (``conf/model_stages/x2face/``):
   * ``photometric`` (§3.3 stage I): source and driving frames of one video; L1(generated, driving). Official

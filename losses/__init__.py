@@ -1,4 +1,11 @@
-"""Losses of condsynth: plain ``nn.Module``s / functions (no Lightning, no Hydra)."""
+"""Losses of condsynth: plain ``nn.Module``s / functions (no Lightning, no Hydra), shared by the papers.
+
+``adversarial`` (LSGAN/hinge/BCE), ``feature_matching`` and ``perceptual`` (VGG), combined by ``conditional_gan``:
+pix2pixHD (docs/papers/pix2pixhd.md) and Everybody Dance Now (docs/papers/edn.md; ``temporal`` stacks frame pairs
+the way a temporal discriminator reads them); ``style`` (content, Gram/style): Linear Style Transfer
+(docs/papers/lst.md); ``identity``: X2Face's identity stage, on the ``face_id`` network's features
+(docs/papers/x2face.md).
+"""
 
 from losses.adversarial import AdversarialLoss
 from losses.conditional_gan import ConditionalGANObjective

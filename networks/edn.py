@@ -1,7 +1,9 @@
 """Everybody Dance Now's own networks (Chan et al., ICCV 2019): the temporal generator (§3.2: a pix2pixHD generator
 whose input is the current pose label and the previous generated frame, zeros for the first frame) and the face
 residual generator (§3.3: a small generator that adds a residual to the face crop), with the crop helpers.
-The frame generators themselves are pix2pixHD's (:mod:`networks.pix2pixhd`), the discriminators are shared."""
+The frame generators themselves are pix2pixHD's (:mod:`networks.pix2pixhd`), the discriminators are shared.
+
+Docs: docs/papers/edn.md (commands, datasets, official weights, measured figures)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Linear Style Transfer networks (Li, Liu, Kautz, Yang, "Learning Linear Transformations for Fast Arbitrary
 Style Transfer", CVPR 2019; official code ``sunshineatnoon/LinearStyleTransfer``, ``libs/models.py`` and
 ``libs/Matrix.py``).
+Docs: docs/papers/lst.md (commands, datasets, official weights, measured figures).
 
 * :class:`VGGEncoder` — the fixed VGG-19 encoder up to ``relu3_1`` (``r31``) or ``relu4_1`` (``r41``), with
   reflection padding and the ImageNet preprocessing folded into a leading 1x1 convolution (official

@@ -1,6 +1,8 @@
 """pix2pixHD's own networks (Wang et al., CVPR 2018): the coarse-to-fine generator (global generator G1 and
 local enhancer G2, §3.2) and the instance-wise feature encoder E with vectorised instance pooling (§3.4).
-The discriminators are shared (:mod:`networks.discriminators`)."""
+The discriminators are shared (:mod:`networks.discriminators`).
+
+Docs: docs/papers/pix2pixhd.md (commands, datasets, official weights, measured figures)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """X2Face (Wiles, Koepke, Zisserman, ECCV 2018) networks, equal by default to the official oawiles/X2Face code
 (``UnwrapMosaic/UnwrappedFace.py``, ``SkipNet.py``, ``NoSkipNet_X2Face.py``), written anew.
+Docs: docs/papers/x2face.md (commands, datasets, official weights, measured figures).
 
 * :class:`EmbeddingNet`: the pix2pix U-Net with the "better upsampler" (bilinear x2 then a 3x3 conv) and skip
   connections; 8 stride-2 4x4 convs (64-128-256-512-512-512-512-512), batch norm, no conv biases. 3 outputs: 2 are

@@ -110,7 +110,7 @@ def test_no_shared_module_branches_on_a_paper_name(module: str) -> None:
 
 
 def test_every_model_config_has_its_own_files() -> None:
-    """What README 'Adding a paper' lists, for each implemented paper."""
+    """What docs/adding-a-paper.md lists, for each implemented paper."""
     for paper in (p.stem for p in (CONF / "model").glob("*.yaml")):
         model = _load(CONF / "model" / f"{paper}.yaml")
         assert model["name"] == paper and model["_target_"].startswith(f"lightning_modules.{paper}.")

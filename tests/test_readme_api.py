@@ -1,4 +1,4 @@
-"""README "Use a trained model from Python": every example runs, on tiny checkpoints of each paper put where the
+"""docs/python-api.md "Use a trained model from Python" (linked from the README): every example runs, on tiny checkpoints of each paper put where the
 example's path points (so the examples cannot go stale)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from lightning_modules.factory import build_module
 from tests.conftest import TINY_EDN, TINY_LST, TINY_X2FACE, compose_config
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
 SECTION = "## Use a trained model from Python"
 #: the run folder of each example's checkpoint -> the tiny config that builds it
 CONFIGS = {"pix2pixhd_global": ([], True), "lst_transform": ([*TINY_LST, "model.level=r31", "stage=transform"], False),
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def examples() -> list[str]:
     text = README.read_text()
     body = text[text.index(SECTION):]
-    body = body[: body.index("\n## ", len(SECTION))]
+    end = body.find("\n## ", len(SECTION))
+    body = body if end < 0 else body[:end]
     return re.findall(r"```python\n(.*?)```", body, flags=re.S)
 
 

@@ -1,4 +1,5 @@
 """pix2pixHD's data: synthetic scenes (default), the official folder layout, Cityscapes, label-only folders.
+Docs: docs/papers/pix2pixhd.md (commands, datasets, official weights, measured figures).
 
 Sample contract: ``{"label": LongTensor[1,H,W], "inst": LongTensor[1,H,W], "image": FloatTensor[3,H,W] in
 [-1,1], "path": str}`` (prediction samples have no ``image``); ``inst`` equals ``label`` without instance maps.

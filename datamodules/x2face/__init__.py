@@ -1,4 +1,6 @@
-"""X2Face's data: synthetic talking faces (default) and VoxCeleb-style face-video folders."""
+"""X2Face's data: synthetic talking faces (default) and VoxCeleb-style face-video folders.
+
+Docs: docs/papers/x2face.md (commands, datasets, official weights, measured figures)."""
 
 from datamodules.x2face.audio import AudioFeatures, read_wav, write_wav
 from datamodules.x2face.datamodule import FaceFrames, FacePairs, FaceVideoDataModule, FolderFaceVideos

@@ -109,7 +109,7 @@ def predict(cfg: DictConfig) -> list[str]:
 
     written: list[str] = []
     seen: set[str] = set()
-    with torch.inference_mode():  # no autograd bookkeeping at all (README "Precision and speed")
+    with torch.inference_mode():  # no autograd bookkeeping at all (docs/speed-and-precision.md)
         for batch in progress(loader, "predict", unit="batch"):
             batch = to_device(batch, device)
             fake = to_unit_range(module.generate(batch, feature_mode, cluster_index, generator)).cpu()

@@ -112,7 +112,7 @@ def test_photometric_stage_lowers_l1_on_a_fixed_batch(tmp_path) -> None:
 def test_pose_and_audio_regressions_beat_a_constant(chain, tmp_path) -> None:
     """Held-out check on the synthetic ground truth: least squares from the (tiny, barely trained) driving vectors to
     the pose, and from the audio features to the mouth opening they drive, beat the best constant (the training mean)
-    on other samples. The errors are printed (pytest -s); the demo-size figures are in the README."""
+    on other samples. The errors are printed (pytest -s); the demo-size figures are in docs/papers/x2face.md."""
     cfg = _cfg(tmp_path, "stage=pose_code", f"stage.init_from={chain['identity']}", "dataset.num_train=96",
                "dataset.frames_per_video=40", "dataset.num_identities=6")
     module = build_module(cfg).eval()

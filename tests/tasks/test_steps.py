@@ -1,4 +1,4 @@
-"""One meaning of "step" (README "Picking things with Hydra overrides", notes): a training batch, for a GAN too.
+"""One meaning of "step" (docs/configuration.md, notes): a training batch, for a GAN too.
 
 Lightning's global_step counts optimizer steps (two per GAN batch: G and D). ``trainer.max_steps``, the CSV step
 axis, sample grid and checkpoint names and the finish line all count batches."""
