@@ -109,8 +109,9 @@ def test_face_stage_refines_only_the_face(chained) -> None:
     # the refined frame t (not the body frame) conditions frame t+1, as the official test_fullts.py does
     with torch.no_grad():
         lab1, box1 = batch["label"][:, 1], batch["face_box"][:, 1]
-        from_refined = module.refine_face(lab1, module.netG(lab1, out[:, 0]), box1)
-        from_body = module.refine_face(lab1, module.netG(lab1, body[:, 0]), box1)
+        first = module.next_frame(batch["label"][:, 0], None, batch["face_box"][:, 0])  # unclamped: it conditions
+        from_refined = module.refine_face(lab1, module.netG(lab1, first), box1).clamp(-1, 1)
+        from_body = module.refine_face(lab1, module.netG(lab1, body[:, 0]), box1).clamp(-1, 1)
     assert torch.equal(out[:, 1], from_refined) and not torch.equal(out[:, 1], from_body)
     # training: frame t+1's body depends on frame t's face residual (gradients reach it through the frozen body G)
     module.train()

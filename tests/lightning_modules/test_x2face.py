@@ -6,17 +6,19 @@ constant predictor, paper defaults, and the start-up errors."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import default_collate
 
 from lightning_modules.checkpoints import read_checkpoint
 from lightning_modules.factory import build_module
 from lightning_modules.stages import StageError
 from tasks.builders import build_datamodule
-from tasks.config import ConfigError, validate_config
+from tasks.config import CONF_DIR, ConfigError, validate_config
 from tasks.summary import summarize
 from tasks.train import train
 from tests.conftest import TINY_FACE_ID, TINY_X2FACE, compose_config
@@ -316,7 +318,12 @@ def test_face_id_trains_with_vgg_faces_sgd_recipe_thanks_to_he_init(tmp_path) ->
     """model=face_id's optimizer is VGG-Face's (SGD, lr 1e-2, momentum 0.9, weight decay 5e-4; size=demo swaps in
     Adam); with He init it fits a fixed batch, with PyTorch's default init the same recipe barely moves (the reason
     for the init key)."""
-    base = [o if o != "size=demo" else "size=paper" for o in TINY_FACE_ID]
+    # the paper's optimizer (size=paper) at size=tiny's widths and data (conf/model_sizes/face_id/tiny.yaml)
+    tiny = OmegaConf.load(Path(CONF_DIR) / "model_sizes" / "face_id" / "tiny.yaml")
+    flat = {**{f"model.networks.classifier.{k}": v for k, v in tiny.model.networks.classifier.items()},
+            **{f"dataset.{k}": v for k, v in tiny.dataset.items()}}
+    base = ["model=face_id", "size=paper", "trainer=debug", "logger=csv",
+            *(f"{k}={list(v) if OmegaConf.is_list(v) else v}".replace(" ", "") for k, v in flat.items())]
     cfg = _cfg(tmp_path, "dataset.batch_size=8", "dataset.num_train=8", base=base)
     assert cfg.model.optimizer.lr == 1e-2 and cfg.model.optimizer.momentum == 0.9
     assert cfg.model.optimizer.weight_decay == 5e-4 and cfg.model.networks.classifier.init == "kaiming"
