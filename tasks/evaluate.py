@@ -206,8 +206,14 @@ def test(cfg: DictConfig) -> dict[str, float]:
             batch = to_device(batch, device)
             real = module.to_unit_images(module.target_images(batch))
             fake = module.to_unit_images(module.generate(batch, **options))
-            for name, metric in metrics.items():
-                _update(name, metric, fake, real)
+            for name, metric in list(metrics.items()):
+                try:
+                    _update(name, metric, fake, real)
+                except image_metrics.ImagesTooSmall as err:
+                    skipped[name] = str(err)
+                    log.warning("metric %s skipped: %s", name, err)
+                    del metrics[name]
+                    weights.pop(name, None)
             if extra is not None:
                 extra.update(batch, fake, real)
             if grids.wants_more:

@@ -177,6 +177,23 @@ def lpips_network(net_type: str, backbone_path: str, heads_path: str | None = No
     return net.eval()
 
 
+class ImagesTooSmall(ValueError):
+    """The test images are smaller than a metric's network can take."""
+
+
+def smallest_input(net: nn.Module, largest: int = 64) -> int:
+    """The smallest square side ``net`` (an LPIPS network) runs on (AlexNet: 31), probed on zero images."""
+    with torch.no_grad():
+        for side in range(8, largest + 1):
+            try:
+                x = torch.zeros(1, 3, side, side, device=next(net.parameters()).device)
+                net(x, x)
+                return side
+            except RuntimeError:
+                continue
+    return largest
+
+
 class LPIPSMetric(Metric):
     """Mean LPIPS over pairs of [0, 1] images (torchmetrics' ``_lpips_update``, ``normalize=True``)."""
 
@@ -186,12 +203,16 @@ class LPIPSMetric(Metric):
     def __init__(self, net: nn.Module, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.net = net
+        self.min_side = smallest_input(net)
         self.add_state("sum_scores", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, fake: torch.Tensor, real: torch.Tensor) -> None:
         from torchmetrics.functional.image.lpips import _lpips_update
 
+        if min(fake.shape[-2:]) < self.min_side:
+            raise ImagesTooSmall(f"the test images are {tuple(fake.shape[-2:])}, smaller than the {self.min_side} "
+                                 f"pixels this LPIPS backbone takes (task.lpips_net)")
         scores = _lpips_update(fake.float(), real.float(), self.net, normalize=True).reshape(-1)
         self.sum_scores += scores.double().sum()
         self.total += scores.numel()
