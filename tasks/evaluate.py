@@ -1,26 +1,24 @@
-"""task=test: metrics of a checkpoint on the dataset's test split.
+"""task=test: metrics of a checkpoint on the dataset's test split (the one evaluation task).
 
-PSNR and SSIM always (torchmetrics, on [0, 1] images, data_range 1). LPIPS and FID need pretrained networks
-that this code never downloads: LPIPS needs torchvision's ImageNet backbone weights in
-``torch.hub.get_dir()/checkpoints`` and FID needs the ``torch-fidelity`` package and its Inception weights
-(same folder, or ``task.fid_weights``). Their presence is checked *before* a metric is built; when missing the
-metric is reported as ``skipped: <reason>`` in the table, in ``metrics.json`` and as a log warning.
+PSNR and SSIM always (torchmetrics, on [0, 1] images, data_range 1). FID, KID and LPIPS need pretrained networks
+that this code never downloads; one rule for all (tasks/image_metrics.py): the config names a local file
+(``task.fid_weights``, ``task.lpips_weights``; null = the torch hub cache, where ``task=fetch_weights`` puts it);
+without it the metric is reported as ``skipped: <one line: the file, its URL, the fetch command>`` in the table,
+in ``metrics.json`` and as a log warning. A model's own protocol (``model.test_metrics``) adds its figures.
 
-Writes ``<run dir>/metrics.md`` (markdown table), ``<run dir>/metrics.json``, sample grids
-(label | generated | real) under ``<run dir>/test_samples/``, logs ``test/<metric>`` to the configured loggers
-and returns ``{metric: value}`` for the metrics that were computed.
+Writes ``<run dir>/metrics.md`` (markdown table + the weight files with their SHA-256 and the package versions),
+``<run dir>/metrics.json`` (the same), sample grids (label | generated | real) under ``<run dir>/test_samples/``,
+logs ``test/<metric>`` to the configured loggers and returns ``{metric: value}`` for the metrics computed.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlparse
 
 import hydra
 import torch
@@ -28,112 +26,89 @@ from omegaconf import DictConfig
 
 from datamodules.atomic_writes import atomic_write_text
 from datamodules.image_grids import image_grid, save_grid
+from lightning_modules.factory import safe_instantiate
+from tasks import image_metrics
 from tasks.builders import build_datamodule, build_trainer
 from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint, to_device
 from tasks.run_logs import build_loggers
 
 log = logging.getLogger(__name__)
 
-KNOWN_METRICS = ("psnr", "ssim", "lpips", "fid")
-# torchmetrics' LPIPS backbones -> the torchvision weights enum it loads (weights=<enum>.DEFAULT)
-LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "squeeze": "SqueezeNet1_1_Weights"}
-# torch-fidelity's Inception weights (torch_fidelity.feature_extractor_inceptionv3.URL_INCEPTION_V3)
-FID_INCEPTION_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
-)
-
-
-# ------------------------------------------------------------------------------------------ availability
-def _hub_checkpoint(url: str) -> str:
-    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
-
-
-def lpips_unavailable(net_type: str = "alex") -> str | None:
-    """Why torchmetrics' LPIPS cannot be built offline, or None when everything it loads is on disk."""
-    if net_type not in LPIPS_BACKBONES:
-        return f"unknown LPIPS backbone {net_type!r} (use one of {sorted(LPIPS_BACKBONES)})"
-    import torchvision
-
-    url = getattr(torchvision.models, LPIPS_BACKBONES[net_type]).DEFAULT.url
-    weights = _hub_checkpoint(url)
-    if not os.path.isfile(weights):
-        return f"no {net_type} backbone weights at {weights} (offline; copy {os.path.basename(weights)} there)"
-    spec = importlib.util.find_spec("torchmetrics.functional.image.lpips")
-    if spec is None or spec.origin is None:
-        return "torchmetrics has no LPIPS implementation"
-    linear = os.path.join(os.path.dirname(spec.origin), "lpips_models", f"{net_type}.pth")
-    if not os.path.isfile(linear):
-        return f"torchmetrics' LPIPS linear layers {linear} are missing"
-    return None
-
-
-def fid_unavailable(weights_path: str | None = None) -> str | None:
-    """Why FID cannot be built offline, or None when torch-fidelity and its Inception weights are present."""
-    if importlib.util.find_spec("torch_fidelity") is None:
-        return "torch-fidelity is not installed (pip install torch-fidelity)"
-    if weights_path:
-        return None if os.path.isfile(weights_path) else f"task.fid_weights={weights_path} does not exist"
-    weights = _hub_checkpoint(FID_INCEPTION_URL)
-    if not os.path.isfile(weights):
-        return f"no Inception weights at {weights} (offline; copy {os.path.basename(weights)} there)"
-    return None
+KNOWN_METRICS = ("psnr", "ssim", "lpips", "fid", "kid")
 
 
 # ---------------------------------------------------------------------------------------------- metrics
-def build_metrics(cfg: DictConfig, device: torch.device) -> tuple[dict[str, Any], dict[str, str]]:
-    """Construct the requested metrics that can run offline; returns (metrics, {skipped name: reason})."""
-    requested = [str(m).lower() for m in (cfg.task.get("metrics") or [])]
+def build_metrics(cfg: DictConfig, device: torch.device) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """The requested metrics that can run; returns (metrics, {skipped name: reason}, {metric: weight file used}).
+
+    One rule for the metrics with pretrained networks (tasks/image_metrics.py): the config names a local file
+    (null = where ``task=fetch_weights`` puts it); without it the metric is skipped with a one-line reason."""
+    requested = list(dict.fromkeys(str(m).lower() for m in (cfg.task.get("metrics") or [])))
     unknown = [m for m in requested if m not in KNOWN_METRICS]
     if unknown:
         raise ValueError(f"task.metrics has unknown metrics {unknown}; use some of {list(KNOWN_METRICS)}")
     metrics: dict[str, Any] = {}
     skipped: dict[str, str] = {}
-    net_type = str(cfg.task.get("lpips_net", "alex"))
-    fid_weights = cfg.task.get("fid_weights")
-    checks: dict[str, Callable[[], str | None]] = {
-        "psnr": lambda: None,
-        "ssim": lambda: None,
-        "lpips": lambda: lpips_unavailable(net_type),
-        "fid": lambda: fid_unavailable(fid_weights),
-    }
-    for name in dict.fromkeys(requested):
-        reason = checks[name]()
+    used: dict[str, str] = {}
+    for name in [m for m in requested if m in ("psnr", "ssim")]:
+        metrics[name] = _make_metric(name)
+    if "lpips" in requested:
+        net_type = str(cfg.task.get("lpips_net", "alex"))
+        if net_type not in image_metrics.LPIPS_BACKBONES:
+            raise ValueError(f"task.lpips_net={net_type} is not an LPIPS backbone; use one of "
+                             f"{sorted(image_metrics.LPIPS_BACKBONES)}")
+        path, reason = image_metrics.weight_file(image_metrics.LPIPS_BACKBONES[net_type][1],
+                                                 cfg.task.get("lpips_weights"))
+        if path is None:
+            skipped["lpips"] = str(reason)
+        else:
+            heads = cfg.task.get("lpips_heads")
+            metrics["lpips"] = image_metrics.LPIPSMetric(image_metrics.lpips_network(net_type, path, heads))
+            used["lpips"] = path
+            if heads:
+                used["lpips_heads"] = str(heads)
+    inception = [m for m in requested if m in ("fid", "kid")]
+    if inception:
+        reason = image_metrics.fidelity_unavailable()
+        path = None
         if reason is None:
-            try:
-                metrics[name] = _make_metric(name, net_type, fid_weights).to(device)
-            except Exception as err:  # noqa: BLE001 - a metric that cannot be built is reported, not fatal
-                reason = f"could not be built: {type(err).__name__}: {err}"
-        if reason is not None:
-            skipped[name] = reason
-            log.warning("metric %s skipped: %s", name, reason)
-    return metrics, skipped
+            path, reason = image_metrics.weight_file(image_metrics.INCEPTION, cfg.task.get("fid_weights"))
+        if path is None:
+            skipped.update({m: str(reason) for m in inception})
+        else:
+            metrics.update(image_metrics.build_fid_kid(
+                path, inception, int(cfg.task.get("fid_feature", 2048)), int(cfg.task.get("kid_subsets", 100)),
+                int(cfg.task.get("kid_subset_size", 1000))))
+            used.update({m: path for m in inception})
+    for name, reason in skipped.items():
+        log.warning("metric %s skipped: %s", name, reason)
+    ordered = {m: metrics[m].to(device) for m in requested if m in metrics}
+    return ordered, skipped, used
 
 
-def _make_metric(name: str, net_type: str, fid_weights: str | None) -> Any:
+def _make_metric(name: str) -> Any:
     if name == "psnr":
         from torchmetrics.image import PeakSignalNoiseRatio
 
         return PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))  # mean of per-image PSNR
-    if name == "ssim":
-        from torchmetrics.image import StructuralSimilarityIndexMeasure
+    from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-        return StructuralSimilarityIndexMeasure(data_range=1.0)
-    if name == "lpips":
-        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-
-        return LearnedPerceptualImagePatchSimilarity(net_type=net_type, normalize=True)  # inputs in [0, 1]
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    kwargs = {"feature_extractor_weights_path": fid_weights} if fid_weights else {}
-    return FrechetInceptionDistance(feature=2048, normalize=True, **kwargs)
+    return StructuralSimilarityIndexMeasure(data_range=1.0)
 
 
 def _update(name: str, metric: Any, fake: torch.Tensor, real: torch.Tensor) -> None:
-    if name == "fid":
+    if name in ("fid", "kid"):
         metric.update(real, real=True)
         metric.update(fake, real=False)
     else:
         metric.update(fake, real)
+
+
+def _compute(name: str, metric: Any, n_images: int) -> float:
+    if name == "kid":  # KID's subsets cannot be larger than the split (torchmetrics raises); mean of the subsets
+        metric.subset_size = min(int(metric.subset_size), n_images)
+        return float(metric.compute()[0])
+    return float(metric.compute())
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -144,6 +119,14 @@ def metrics_table(values: Mapping[str, float], skipped: Mapping[str, str], order
             lines.append(f"| {name} | {values[name]:.4f} |")
         elif name in skipped:
             lines.append(f"| {name} | skipped: {skipped[name].replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _provenance_md(weights: Mapping[str, Mapping[str, str]], found: Mapping[str, str]) -> str:
+    """Markdown lines: the weight files (path, SHA-256) and package versions a figure was computed with."""
+    lines = ["weight files:" if weights else "weight files: none (no metric with a pretrained network ran)"]
+    lines += [f"- {name}: `{w['path']}` (sha256 {w['sha256'][:16]}...)" for name, w in weights.items()]
+    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in found.items()))
     return "\n".join(lines) + "\n"
 
 
@@ -206,7 +189,7 @@ def test(cfg: DictConfig) -> dict[str, float]:
     device = inference_device(cfg)
     options = dict(cfg.task.get("generate") or {})
     datamodule = build_datamodule(cfg)
-    metrics, skipped = build_metrics(cfg, device)
+    metrics, skipped, weights = build_metrics(cfg, device)
     module = module.to(device)
     datamodule.setup("test")
     loader = datamodule.test_dataloader()
@@ -214,7 +197,7 @@ def test(cfg: DictConfig) -> dict[str, float]:
     # on [0, 1] images and compute() -> (values, skipped)), e.g. a pose distance
     extra = None
     if cfg.model.get("test_metrics") is not None:
-        extra = hydra.utils.instantiate(cfg.model.test_metrics)(cfg, module)
+        extra = safe_instantiate(cfg.model.test_metrics, "model.test_metrics")(cfg, module)
     grids = _GridWriter(os.path.join(cfg.paths.run_dir, "test_samples"),
                         max_grids=int(cfg.task.get("num_sample_grids", 2)))
     n_images = 0
@@ -223,8 +206,14 @@ def test(cfg: DictConfig) -> dict[str, float]:
             batch = to_device(batch, device)
             real = module.to_unit_images(module.target_images(batch))
             fake = module.to_unit_images(module.generate(batch, **options))
-            for name, metric in metrics.items():
-                _update(name, metric, fake, real)
+            for name, metric in list(metrics.items()):
+                try:
+                    _update(name, metric, fake, real)
+                except image_metrics.ImagesTooSmall as err:
+                    skipped[name] = str(err)
+                    log.warning("metric %s skipped: %s", name, err)
+                    del metrics[name]
+                    weights.pop(name, None)
             if extra is not None:
                 extra.update(batch, fake, real)
             if grids.wants_more:
@@ -233,16 +222,18 @@ def test(cfg: DictConfig) -> dict[str, float]:
     grids.flush()
     if n_images == 0:
         raise ValueError("the test split is empty; check dataset.num_test / the dataset's test folders")
-    if "fid" in metrics and n_images < 2:
-        skipped["fid"] = f"needs at least 2 test images, got {n_images}"
-        log.warning("metric fid skipped: %s", skipped["fid"])
-        del metrics["fid"]
+    for name in [m for m in ("fid", "kid") if m in metrics and n_images < 2]:
+        skipped[name] = f"needs at least 2 test images, got {n_images}"
+        log.warning("metric %s skipped: %s", name, skipped[name])
+        del metrics[name]
+        weights.pop(name, None)
 
-    values = {name: float(metric.compute()) for name, metric in metrics.items()}
+    values = {name: _compute(name, metric, n_images) for name, metric in metrics.items()}
     if extra is not None:
         extra_values, extra_skipped = extra.compute()
         values.update(extra_values)
         skipped.update(extra_skipped)
+        weights.update(getattr(extra, "weights", {}))
     for name, v in values.items():
         if not math.isfinite(v):
             log.warning("metric %s is not finite (%s)", name, v)
@@ -251,8 +242,11 @@ def test(cfg: DictConfig) -> dict[str, float]:
     table = metrics_table(values, skipped, order)
     run_dir = str(cfg.paths.run_dir)
     shown = ", ".join(f"{k}={v}" for k, v in options.items()) or "the model's defaults"
+    record = image_metrics.weight_record(weights)
+    found = image_metrics.versions()
     md = (f"# Test metrics\n\ncheckpoint: `{ckpt_path}`  \nmodel: {cfg.model.name} / stage {cfg.stage.name}, "
-          f"dataset: {cfg.dataset.name}, {n_images} test images, generate options: {shown}\n\n{table}")
+          f"dataset: {cfg.dataset.name}, {n_images} test images, generate options: {shown}\n\n{table}"
+          f"\n{_provenance_md(record, found)}")
     atomic_write_text(os.path.join(run_dir, "metrics.md"), md)
     report = {
         "metrics": values,
@@ -263,6 +257,8 @@ def test(cfg: DictConfig) -> dict[str, float]:
         "model": cfg.model.name,
         "stage": cfg.stage.name,
         "dataset": cfg.dataset.name,
+        "weights": record,
+        "versions": found,
     }
     atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
     _log_to_loggers(cfg, values)

@@ -52,13 +52,16 @@ def test_lpips_and_fid_are_skipped_offline_with_a_reason(evaluated) -> None:
     md = open(os.path.join(run_dir, "metrics.md")).read()
     lpips_possible = os.path.isfile(ALEXNET)
     fid_possible = importlib.util.find_spec("torch_fidelity") is not None and os.path.isfile(INCEPTION)
-    for name, possible, why in (("lpips", lpips_possible, "alex"), ("fid", fid_possible, "")):
+    for name, possible, why in (("lpips", lpips_possible, "alexnet"), ("fid", fid_possible, "inception"),
+                                ("kid", fid_possible, "inception")):
         if possible:
             assert name in values and math.isfinite(values[name])
         else:
             assert name not in values
-            assert why in report["skipped"][name]
+            assert why in report["skipped"][name] and "python run.py task=fetch_weights" in report["skipped"][name]
             assert f"| {name} | skipped: " in md
+    assert set(report["versions"]) >= {"torch", "torchmetrics", "torch-fidelity"}
+    assert "versions: torch " in md
 
 
 def test_psnr_matches_an_independent_computation(evaluated, trained_ckpt: str) -> None:

@@ -26,7 +26,7 @@ def _published(tmp_path) -> tuple[str, str, dict]:
 def test_fetch_lands_in_the_hub_cache_and_is_used(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     url, sha, state = _published(tmp_path)
-    cfg = compose_config(["task=fetch_weights", f"task.files.vgg19.url={url}", f"task.files.vgg19.sha256={sha}"],
+    cfg = compose_config(["task=fetch_weights", "task.only=[vgg19]", f"task.files.vgg19.url={url}", f"task.files.vgg19.sha256={sha}"],
                          tmp_path / "run")
     out = fetch_weights(cfg)
     assert out["vgg19"] == str(tmp_path / "torch" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth")
@@ -40,12 +40,12 @@ def test_a_wrong_hash_is_refused(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     url, sha, _ = _published(tmp_path)
     wrong = ("0" if sha[0] != "0" else "1") + sha[1:]
-    cfg = compose_config(["task=fetch_weights", f"task.files.vgg19.url={url}", f"task.files.vgg19.sha256={wrong}"],
+    cfg = compose_config(["task=fetch_weights", "task.only=[vgg19]", f"task.files.vgg19.url={url}", f"task.files.vgg19.sha256={wrong}"],
                          tmp_path / "run")
     with pytest.raises(ValueError, match="does not have the published SHA-256"):
         fetch_weights(cfg)
     assert not list((tmp_path / "torch" / "hub" / "checkpoints").glob("*"))
     # the default entry's hash is the prefix in torchvision's file name
-    cfg = compose_config(["task=fetch_weights", f"task.files.vgg19.url={url}"], tmp_path / "run2")
+    cfg = compose_config(["task=fetch_weights", "task.only=[vgg19]", f"task.files.vgg19.url={url}"], tmp_path / "run2")
     with pytest.raises(ValueError, match="published SHA-256 dcbb9e9d"):
         fetch_weights(cfg)
