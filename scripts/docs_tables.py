@@ -39,6 +39,8 @@ PAPERS = {
                "docs/papers/x2face.md"),
     "face_id": ("X2Face's identity network (stand-in for VGG-Face)", "face identity classifier for X2Face's "
                 "`identity` stage", "docs/papers/x2face.md"),
+    "segmenter": ("pix2pixHD's segmentation score (paper Table 1)", "label segmenter trained on the dataset's photos, "
+                  "scoring generated images", "docs/papers/pix2pixhd.md"),
 }
 
 #: group -> what it picks (the options come from conf/)
