@@ -15,6 +15,16 @@ from tasks.threads import apply_threads
 
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
 
+
+def script_module(name: str):
+    """``scripts/<name>.py`` imported as a module (the scripts folder is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(REPO_ROOT) / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 # Settings every tiny run shares: the models' own size=tiny (conf/model_sizes/<model>/tiny.yaml), one short epoch,
 # samples every step, CSV logs.
 _TINY_RUN = [

@@ -4,20 +4,18 @@ dataset or task in conf/ without `python scripts/docs_tables.py` fails here, and
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import script_module
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _tables_module():
-    spec = importlib.util.spec_from_file_location("docs_tables", REPO / "scripts" / "docs_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("docs_tables")
 
 
 def test_docs_tables_check_passes() -> None:

@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from datamodules.atomic_writes import atomic_torch_save
+from lightning_modules.checkpoints import safe_torch_load
 from tasks.resume import resolve_resume_path
 from tasks.run_logs import WANDB_ID_FILE
 from tasks.train import train
@@ -55,7 +56,27 @@ def _run(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
 
 
 def _ckpt(path: os.PathLike) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return safe_torch_load(str(path))  # the project's one safe read, as every checkpoint read
+
+
+def _signal_after_first_checkpoint(args: list[str], run_dir: Path, signum: int,
+                                   settle_s: float = 0.0) -> tuple[int, str]:
+    """Start ``run.py args``, wait for its first checkpoints/last.ckpt, wait ``settle_s`` more (into the next
+    epoch), send ``signum``; returns the exit code and the output."""
+    proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=REPO_ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "checkpoints" / "last.ckpt").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not get going"
+            time.sleep(0.05)
+        time.sleep(settle_s)
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out
 
 
 def _csv_rows(run_dir: os.PathLike) -> list[dict[str, str]]:
@@ -161,19 +182,8 @@ def test_usr2_saves_at_a_batch_boundary_and_stops(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     args = [*TINY_PIX2PIXHD, f"hydra.run.dir={run_dir}", "dataset.num_train=8", "trainer.limit_train_batches=8",
             "trainer.max_epochs=20", "callbacks.sample_grid.every_n_steps=1000"]
-    proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=REPO_ROOT, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not (run_dir / "checkpoints" / "last.ckpt").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "training did not get going"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGUSR2)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 3, out[-3000:]
+    returncode, out = _signal_after_first_checkpoint(args, run_dir, signal.SIGUSR2)
+    assert returncode == 3, out[-3000:]
     m = re.search(r"preempted \(SIGUSR2\) at step (\d+) \(epoch \d+; Lightning global step (\d+); "
                   r"optimizer steps \[(\d+), (\d+)\]\)", out)
     assert m, out[-3000:]
@@ -191,20 +201,8 @@ def test_ctrl_c_and_sigterm_save_the_current_step_and_exit_non_zero(tmp_path: Pa
     run_dir = tmp_path / "run"
     args = [*TINY_PIX2PIXHD, f"hydra.run.dir={run_dir}", "dataset.num_train=8", "trainer.limit_train_batches=8",
             "trainer.max_epochs=20", "callbacks.sample_grid.every_n_steps=1000", "trainer.limit_val_batches=0"]
-    proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=REPO_ROOT, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not (run_dir / "checkpoints" / "last.ckpt").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "training did not get going"
-            time.sleep(0.05)
-        time.sleep(0.5)  # into the next epoch
-        proc.send_signal(signum)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == code, out[-3000:]
+    returncode, out = _signal_after_first_checkpoint(args, run_dir, signum, settle_s=0.5)  # into the next epoch
+    assert returncode == code, out[-3000:]
     m = re.search(rf"interrupted \({signal.Signals(signum).name}\) at step (\d+)", out)
     assert m, out[-3000:]
     step = int(m.group(1))

@@ -3,17 +3,15 @@ never import another paper's, and the shared tasks import none of them (scripts/
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from tests.conftest import script_module
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _graph_module():
-    spec = importlib.util.spec_from_file_location("import_graph", REPO / "scripts" / "import_graph.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("import_graph")
 
 
 def test_imports_point_one_way() -> None:

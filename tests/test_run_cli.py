@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
+from lightning_modules.checkpoints import safe_torch_load
 from tests.conftest import REPO_ROOT, TINY_PIX2PIXHD
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def test_multirun_sweep_two_values(tmp_path) -> None:
         assert os.path.isfile(sweep / job / "checkpoints" / "last.ckpt"), os.listdir(sweep)
     lrs = []
     for job in ("0", "1"):
-        ckpt = torch.load(sweep / job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        ckpt = safe_torch_load(sweep / job / "checkpoints" / "last.ckpt")
         lrs.append(ckpt["optimizer_states"][0]["param_groups"][0]["initial_lr"])
     assert sorted(lrs) == [1e-4, 2e-4]
 
@@ -59,12 +59,12 @@ def test_resume_continues_at_the_same_step(tmp_path) -> None:
     run_dir = tmp_path / "run"
     first = _run(_tiny(run_dir))
     assert first.returncode == 0, first.stderr[-3000:]
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = safe_torch_load(run_dir / "checkpoints" / "last.ckpt")
     step1, epoch1 = ckpt["global_step"], ckpt["epoch"]
     assert step1 == 4  # 2 batches x (D step + G step)
     second = _run([*_tiny(run_dir), "ckpt_path=last", "trainer.max_epochs=2"])
     assert second.returncode == 0, second.stderr[-3000:]
-    ckpt2 = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt2 = safe_torch_load(run_dir / "checkpoints" / "last.ckpt")
     assert ckpt2["global_step"] == 2 * step1 and ckpt2["epoch"] == epoch1 + 1
     # the optimizer state continued (Adam's step counter) rather than restarting
     adam_steps = [s["step"] for s in ckpt2["optimizer_states"][0]["state"].values()]
@@ -93,7 +93,7 @@ def test_ddp_two_cpu_processes(tmp_path, strategy: str) -> None:
     run_dir = tmp_path / "run"
     proc = _run([*_tiny(run_dir), "trainer.accelerator=cpu", "trainer.devices=2", f"strategy={strategy}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = safe_torch_load(run_dir / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 4  # 2 batches per rank x (D + G)
     assert proc.stdout.count("condsynth: finished") == 1  # the summary is printed by rank 0 only
     assert "world_size=2" in proc.stderr or "distributed_backend=gloo" in proc.stderr

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from datamodules.pix2pixhd import SyntheticScenesDataset
+from lightning_modules.checkpoints import safe_torch_load
 from networks.pix2pixhd import instance_mean_features
 from tasks.builders import build_datamodule
 from tasks.config import ConfigError, validate_config
@@ -164,8 +165,8 @@ def test_cluster_task_writes_a_clustered_checkpoint(clustered, trained_ckpt: str
     cfg, out = clustered
     assert out == os.path.join(os.path.dirname(trained_ckpt), "last_clustered.ckpt")
     assert os.path.isfile(out) and not os.path.exists(out + ".tmp")
-    src = torch.load(trained_ckpt, map_location="cpu", weights_only=False)
-    new = torch.load(out, map_location="cpu", weights_only=False)
+    src = safe_torch_load(trained_ckpt)
+    new = safe_torch_load(out)
     assert int(src["state_dict"]["feature_center_counts"].sum()) == 0  # the input is left untouched
     counts = new["state_dict"]["feature_center_counts"]
     centers = new["state_dict"]["feature_centers"]
@@ -208,7 +209,7 @@ def test_centres_are_the_encoder_features_of_the_unflipped_train_images(clustere
             for iid, m, n in zip(ids.tolist(), means.tolist(), counts.tolist(), strict=True):
                 if n > 0.5 * feats.shape[-1] * feats.shape[-2] / 32:
                     per_class.setdefault(int(s["label"][0][s["inst"][0] == iid][0]), []).append(m)
-    bank = torch.load(out, map_location="cpu", weights_only=False)["state_dict"]
+    bank = safe_torch_load(out)["state_dict"]
     assert len(per_class) >= 3
     for c, rows in per_class.items():
         assert len(rows) <= int(cfg.model.n_clusters)
@@ -256,7 +257,7 @@ def test_classes_without_centres_get_zero_features(trained_ckpt: str, tmp_path) 
     full = [c for c in range(len(rows)) if rows[c] > 0]
     assert empty and full
     module = load_for_inference(cfg, out_path)
-    assert torch.load(out_path, weights_only=False)["condsynth"]["feature_clusters"]["images"] == 2
+    assert safe_torch_load(out_path)["condsynth"]["feature_clusters"]["images"] == 2
     assert module.feature_center_counts.tolist() == np.minimum(rows, int(cfg.model.n_clusters)).tolist()
     label = torch.zeros(1, 1, 16, 16, dtype=torch.long)
     label[..., :8] = empty[0]

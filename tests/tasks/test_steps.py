@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-import torch
 
+from lightning_modules.checkpoints import safe_torch_load
 from tasks.train import train
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def test_max_steps_counts_batches_for_a_gan(make_config, tmp_path: Path, capsys)
                       "trainer.log_every_n_steps=1", run_dir=run_dir)
     train(cfg)
     # 3 batches = 6 optimizer steps (G and D each 3)
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = safe_torch_load(run_dir / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 6
     assert {int(s["step"]) for s in last["optimizer_states"][0]["state"].values()} == {3}
     with open(run_dir / "csv" / "metrics.csv", newline="") as f:
