@@ -195,3 +195,16 @@ def write_meta(checkpoint: dict[str, Any], model: str, stage: str, config: Mappi
     """Put condsynth's entry into a checkpoint dict being saved (the only writer of its layout)."""
     checkpoint[META_KEY] = {"model": model, "stage": stage, "config": config, **extra}
 
+
+#: the entries beyond model, stage and config that tasks add (:class:`CheckpointRecord` reads each)
+EXTRA_META = ("official", "feature_clusters")
+
+
+def update_meta(checkpoint: dict[str, Any], **fields: Any) -> None:
+    """Add ``official`` (task=import_official) or ``feature_clusters`` (task=cluster_features) to condsynth's entry
+    of a checkpoint dict (one written by :func:`write_meta`)."""
+    unknown = sorted(set(fields) - set(EXTRA_META))
+    if unknown:
+        raise KeyError(f"{unknown} are not condsynth checkpoint entries ({', '.join(EXTRA_META)})")
+    checkpoint.setdefault(META_KEY, {}).update(fields)
+

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
 from datamodules.atomic_writes import atomic_path
+from lightning_modules.checkpoints import update_meta
 from lightning_modules.factory import build_module, resolved_config
 from networks.official import map_official_state, strip_data_parallel
 from networks.weights import read_state_dict
@@ -110,7 +111,7 @@ def write_checkpoint(module: pl.LightningModule, plan: ImportPlan, files: list[s
     ckpt: dict[str, Any] = {"state_dict": module.state_dict(), "epoch": 0, "global_step": 0,
                             "pytorch-lightning_version": pl.__version__}
     module.on_save_checkpoint(ckpt)
-    ckpt["condsynth"]["official"] = {"files": [os.path.abspath(f) for f in files], "options": plan.options}
+    update_meta(ckpt, official={"files": [os.path.abspath(f) for f in files], "options": plan.options})
     with atomic_path(path, keep_extension=True) as tmp:
         torch.save(ckpt, tmp)
     return path

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 
 from datamodules.atomic_writes import atomic_torch_save
-from lightning_modules.checkpoints import read_checkpoint
+from lightning_modules.checkpoints import read_checkpoint, update_meta
 from networks.pix2pixhd import instance_mean_features
 from tasks.builders import build_datamodule
 from tasks.inference import inference_device, load_for_inference, progress, require_checkpoint, to_device
@@ -224,7 +224,7 @@ def cluster_features(cfg: DictConfig) -> str:
             raise ValueError(f"{ckpt_path} has no '{key}' buffer of shape {tuple(value.shape)}; is it pix2pixHD?")
         state[key] = value
     rows_per_class = np.bincount(rows.classes, minlength=label_nc)
-    ckpt.setdefault("condsynth", {})["feature_clusters"] = {
+    update_meta(ckpt, feature_clusters={
         "source": os.path.abspath(ckpt_path),
         "images": n_images,
         "n_clusters": n_clusters,
@@ -232,7 +232,7 @@ def cluster_features(cfg: DictConfig) -> str:
         "min_area_ratio": min_area_ratio,
         "rows_per_class": rows_per_class.tolist(),
         "counts": counts.tolist(),
-    }
+    })
     output = str(cfg.task.get("output") or default_output(ckpt_path))
     atomic_torch_save(ckpt, output)
     atomic_torch_save({"centers": bank, "counts": bank_counts}, centers_path(output))
