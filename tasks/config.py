@@ -47,7 +47,10 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.task.name == "train":
         from lightning_modules.stages import StageSpec, check_stage_start
 
-        check_stage_start(StageSpec.from_config(OmegaConf.to_container(cfg.stage, resolve=True)))
+        spec = StageSpec.from_config(OmegaConf.to_container(cfg.stage, resolve=True))
+        if cfg.model.get("official_weights"):  # the official weights fill what the previous stage would have
+            spec.requires_init = False
+        check_stage_start(spec)
     _validate_task_keys(cfg)
     from tasks.threads import parse_setting
 

@@ -40,10 +40,7 @@ SKIPPED = {
     "model=<paper>": "a template for a paper that does not exist yet (docs/adding-a-paper.md)",
 }
 #: commands (a unique fragment) that fail today for a reason outside the docs: xfail(strict), so a fix shows
-KNOWN_STALE = {
-    "stage=local model.official_weights=": "run.py stops it at start-up: stage local requires stage.init_from "
-                                           "even when model.official_weights fills the generator (EDN page)",
-}
+KNOWN_STALE: dict[str, str] = {}
 
 CKPT_KEYS = ("task.ckpt_path", "stage.init_from", "model.identity_weights")
 _PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|^\.\.\.$|/path/")

@@ -138,3 +138,13 @@ def test_paper_defaults_in_model_config(tmp_path) -> None:
     assert cfg.model.losses.adversarial.mode == "lsgan"
     assert (cfg.model.optimizer.lr, cfg.model.optimizer.betas[0]) == (2e-4, 0.5)
     assert cfg.stage.resolution_scale == 0.5
+
+
+def test_official_weights_stand_in_for_the_previous_stage(tmp_path) -> None:
+    """A stage that starts from the previous stage's checkpoint starts from model.official_weights instead (the
+    EDN page's `stage=local model.official_weights=<folder>`)."""
+    from lightning_modules.stages import StageError
+
+    with pytest.raises(StageError, match="stage.init_from is not set"):
+        validate_config(compose_config(["model=edn", "stage=local"], tmp_path / "a"))
+    validate_config(compose_config(["model=edn", "stage=local", f"model.official_weights={tmp_path}"], tmp_path / "b"))
