@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from datamodules.base import scan_files
 from datamodules.transforms import (
+    TRAINING_LABEL_FIX,
     PairedTransform,
     check_dontcare,
     check_label_ids,
@@ -63,6 +64,9 @@ class PairedFileDataset(Dataset):
     (:func:`datamodules.base.scan_files`).
     """
 
+    #: what an out-of-range label id asks the user to change (see :func:`datamodules.transforms.check_label_ids`)
+    label_fix: str = TRAINING_LABEL_FIX
+
     def __init__(
         self,
         records: list[SampleFiles],
@@ -96,7 +100,8 @@ class PairedFileDataset(Dataset):
 
     def _read(self, rec: SampleFiles) -> dict[str, Any]:
         """The untransformed sample of ``rec``; a ValueError naming the file when it cannot be used."""
-        label = check_label_ids(read_label_map(rec.label), self.label_nc, rec.label, self.dontcare_id)
+        label = check_label_ids(read_label_map(rec.label), self.label_nc, rec.label, self.dontcare_id,
+                                self.label_fix)
         sample: dict[str, Any] = {"label": label_to_tensor(label)}
         if rec.inst is not None:
             sample["inst"] = label_to_tensor(read_label_map(rec.inst))

@@ -236,8 +236,14 @@ def check_dontcare(dontcare_id: int | None, label_nc: int) -> None:
         )
 
 
-def check_label_ids(label: np.ndarray, label_nc: int, path: str, dontcare_id: int | None) -> np.ndarray:
-    """Ensure all ids are in [0, label_nc); map offenders to ``dontcare_id`` or raise a ValueError."""
+#: the fix an out-of-range label id suggests while a model is being trained: it can still get more classes
+TRAINING_LABEL_FIX = "raise dataset.label_nc above {max_id} or set dataset.dontcare_id to map such ids"
+
+
+def check_label_ids(label: np.ndarray, label_nc: int, path: str, dontcare_id: int | None,
+                    fix: str = TRAINING_LABEL_FIX) -> np.ndarray:
+    """Ensure all ids are in [0, label_nc); map offenders to ``dontcare_id`` or raise a ValueError ending in
+    ``fix`` (``{max_id}`` and ``{label_nc}`` are filled in)."""
     if label.size == 0:
         return label
     bad = (label < 0) | (label >= label_nc)
@@ -249,7 +255,7 @@ def check_label_ids(label: np.ndarray, label_nc: int, path: str, dontcare_id: in
         raise ValueError(
             f"label map {path} contains id {worst} outside [0, label_nc={label_nc}) "
             f"(max id {int(label.max())}, min id {int(label.min())}); "
-            f"raise dataset.label_nc above {int(label.max())} or set dataset.dontcare_id to map such ids"
+            + fix.format(max_id=int(label.max()), label_nc=label_nc)
         )
     out = label.copy()
     out[bad] = dontcare_id

@@ -14,6 +14,11 @@ class LabelFolderDataset(PairedFileDataset):
     Samples: ``label``, ``inst`` (the label when ``inst_dir`` is None), ``path``; no ``image``.
     """
 
+    #: inference: the trained model's classes are fixed, so the label maps must use them
+    label_fix = ("the trained model has label_nc={label_nc} classes and cannot learn more: map the label maps' ids "
+                 "to the training data's classes (0..{label_nc}-1), or set dataset.dontcare_id=<a class id> to map "
+                 "the unknown ids to that class")
+
     def __init__(
         self,
         label_dir: str,

@@ -123,3 +123,18 @@ def test_predict_with_another_models_checkpoint_names_its_task(tmp_path) -> None
     with pytest.raises(CheckpointError, match="lst.ckpt is a 'lst' checkpoint, not a pix2pixHD one: .*use "
                                               "task=stylize task.content=<image> task.style=<image>"):
         predict(cfg)
+
+
+def test_an_unknown_label_id_at_inference_asks_for_the_models_classes(make_config, trained_ckpt, tmp_path) -> None:
+    """Issue 'Real footage': raising dataset.label_nc cannot help a trained model; the message says what can."""
+    label_dir = tmp_path / "labels"
+    label_dir.mkdir()
+    label = np.zeros((16, 16), np.uint8)
+    label[4:8] = 200
+    Image.fromarray(label).save(label_dir / "a.png")
+    cfg = make_config("task=predict", f"task.ckpt_path={trained_ckpt}", f"dataset.predict_label_dir={label_dir}",
+                      run_dir=tmp_path / "run")
+    with pytest.raises(ValueError, match=r"contains id 200 .*the trained model has label_nc=\d+ classes and cannot "
+                                         r"learn more") as err:
+        predict(cfg)
+    assert "raise dataset.label_nc" not in str(err.value)
