@@ -35,7 +35,7 @@ lint: $(STAMP) ## ruff
 format: $(STAMP) ## ruff autofix
 	$(PY) -m ruff check --fix .
 
-bench: $(STAMP) ## benchmarks (steps/s, memory, LST/EDN speed, speed-ups over fp32 eager); ARGS="--quick"
+bench: $(STAMP) ## benchmarks (steps/s, memory, LST/EDN speed, speed-ups over fp32 eager, per-operator profiles); ARGS="--quick"
 	$(PY) scripts/bench.py $(ARGS)
 
 summary: $(STAMP) ## the sub-networks of a config, e.g. make summary ARGS="stage=local dataset=cityscapes size=paper"

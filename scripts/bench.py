@@ -3,7 +3,8 @@
 frames/s (r31/r41 at 256x256 and 512x512; scripts/bench_lst.py), and Everybody Dance Now's label rendering, transfer
 frames/s and pose extraction frames/s (scripts/bench_edn.py), then the speed-up of each speed lever over plain fp32
 eager for pix2pixHD G inference, LST r41/r31 stylisation and a pix2pixHD training iteration (scripts/bench_speed.py;
-``--quick``, ``--compile``, ``--skip-speed``).
+``--quick``, ``--compile``, ``--skip-speed``), and a per-operator profile of the training iteration and each network
+in fp32 and bf16 (scripts/profile_ops.py; ``--skip-profile``).
 
 Each training row runs in its own subprocess (so peak memory is that row's alone): it composes the real config
 (`size=demo` unless --size paper), builds the module and a fixed synthetic batch, and times full training steps
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-edn", action="store_true", help="skip the EDN rendering/transfer/pose benchmarks")
     p.add_argument("--skip-speed", action="store_true",
                    help="skip the speed-ups over fp32 eager (scripts/bench_speed.py)")
+    p.add_argument("--skip-profile", action="store_true",
+                   help="skip the per-operator profile, fp32 and bf16 (scripts/profile_ops.py)")
     p.add_argument("--quick", action="store_true", help="speed-ups: smaller sizes, fewer repeats")
     p.add_argument("--compile", action="store_true", help="speed-ups: add torch.compile rows")
     args = p.parse_args(argv)
@@ -161,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         import bench_speed
 
         bench_speed.run(quick=args.quick, device=args.device, use_compile=args.compile)
+    if not args.skip_profile:
+        sys.path.insert(0, str(REPO_ROOT / "scripts"))
+        import profile_ops
+
+        print("\n## per-operator profile (top operators by self CPU time; training iteration and each network)")
+        print(profile_ops.run(size=args.size))
     return 0
 
 
