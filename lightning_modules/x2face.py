@@ -289,8 +289,7 @@ class X2FaceModule(SynthesisModule):
         name = self.stage_spec.name
         if name == "pose_code":
             terms = self.pose_terms(batch)
-            pred = torch.rad2deg(self.pose_code.pose_from_vector(self.net.driving.driving_vector(batch["driving"])))
-            self.log(f"{prefix}/pose_mae_deg", (pred - batch["driving_pose"]).abs().mean(), prog_bar=True,
+            self.log(f"{prefix}/pose_mae_deg", self.pose_error_deg(batch).mean(), prog_bar=True,
                      batch_size=n, sync_dist=True)
             self.log(f"{prefix}/loss", sum(terms.values()), batch_size=n, sync_dist=True)
             return
@@ -306,6 +305,11 @@ class X2FaceModule(SynthesisModule):
             l1[k] = F.l1_loss(self.net(batch["driving"], source[:, :k]).clamp(0, 1), batch["driving"])
             self.log(f"{prefix}/l1_{k}src", l1[k], batch_size=n, sync_dist=True, prog_bar=k == 1)
         self.log(f"{prefix}/loss", l1[1], batch_size=n, sync_dist=True)  # training uses one source frame
+
+    def pose_error_deg(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """|pose code's pose of the driving frame - its ground-truth pose| [B, 3] (pitch, yaw, roll; degrees)."""
+        pred = torch.rad2deg(self.pose_code.pose_from_vector(self.net.driving.driving_vector(batch["driving"])))
+        return (pred - batch["driving_pose"]).abs()
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "val")

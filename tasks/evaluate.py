@@ -53,20 +53,12 @@ def build_metrics(cfg: DictConfig, device: torch.device) -> tuple[dict[str, Any]
     for name in [m for m in requested if m in ("psnr", "ssim")]:
         metrics[name] = _make_metric(name)
     if "lpips" in requested:
-        net_type = str(cfg.task.get("lpips_net", "alex"))
-        if net_type not in image_metrics.LPIPS_BACKBONES:
-            raise ValueError(f"task.lpips_net={net_type} is not an LPIPS backbone; use one of "
-                             f"{sorted(image_metrics.LPIPS_BACKBONES)}")
-        path, reason = image_metrics.weight_file(image_metrics.LPIPS_BACKBONES[net_type][1],
-                                                 cfg.task.get("lpips_weights"))
-        if path is None:
+        lpips, reason, lpips_used = image_metrics.build_lpips(cfg.task)
+        if lpips is None:
             skipped["lpips"] = str(reason)
         else:
-            heads = cfg.task.get("lpips_heads")
-            metrics["lpips"] = image_metrics.LPIPSMetric(image_metrics.lpips_network(net_type, path, heads))
-            used["lpips"] = path
-            if heads:
-                used["lpips_heads"] = str(heads)
+            metrics["lpips"] = lpips
+            used.update(lpips_used)
     inception = [m for m in requested if m in ("fid", "kid")]
     if inception:
         reason = image_metrics.fidelity_unavailable()
@@ -271,21 +263,44 @@ def test(cfg: DictConfig) -> dict[str, float]:
 
 def test_with_module_metrics(cfg: DictConfig, ckpt_path: str, module: Any) -> dict[str, float]:
     """Run the module's ``test_step`` over the test split with a Lightning trainer (LST: reconstruction MSE and
-    PSNR for stage decoder, style and content losses for stage transform) and write ``metrics.json``/``.md``."""
+    PSNR for stage decoder, style and content losses for stage transform) and write ``metrics.json``/``.md``.
+
+    The model's own protocol (``model.test_metrics``, e.g. LST's paper comparison: content/style losses of the
+    stylised images and frames per second) then runs over the same split on ``module.generate(batch)`` (``real`` is
+    None: these models have no pixel-aligned target) and adds its figures and skipped reasons."""
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg))
     results = trainer.test(module, datamodule=datamodule, verbose=False)
     values = {k.removeprefix("test/"): float(v) for k, v in (results[0] if results else {}).items()}
     if not values:
         raise ValueError("the test split is empty; check dataset.num_test / the dataset's test folders")
-    table = metrics_table(values, {}, sorted(values))
+    skipped: dict[str, str] = {}
+    weights: dict[str, str] = {}
+    if cfg.model.get("test_metrics") is not None and trainer.is_global_zero:
+        device = inference_device(cfg)
+        module = module.to(device).eval()
+        extra = safe_instantiate(cfg.model.test_metrics, "model.test_metrics")(cfg, module)
+        options = dict(cfg.task.get("generate") or {})
+        with torch.no_grad():
+            for batch in progress(datamodule.test_dataloader(), "test (protocol)", unit="batch"):
+                batch = to_device(batch, device)
+                extra.update(batch, module.generate(batch, **options), None)
+        extra_values, extra_skipped = extra.compute()
+        values.update(extra_values)
+        skipped.update({k: v for k, v in extra_skipped.items() if k not in values})
+        weights.update(getattr(extra, "weights", {}))
+        for name, reason in skipped.items():
+            log.warning("metric %s skipped: %s", name, reason)
+    table = metrics_table(values, skipped, sorted(values) + sorted(skipped))
     run_dir = str(cfg.paths.run_dir)
     if trainer.is_global_zero:
+        record = image_metrics.weight_record(weights)
+        found = image_metrics.versions()
         atomic_write_text(os.path.join(run_dir, "metrics.md"),
-                      f"# Test metrics\n\ncheckpoint: `{ckpt_path}`  \nmodel: {cfg.model.name} / stage "
-                      f"{cfg.stage.name}, dataset: {cfg.dataset.name}\n\n{table}")
-        report = {"metrics": values, "checkpoint": ckpt_path, "model": cfg.model.name, "stage": cfg.stage.name,
-                  "dataset": cfg.dataset.name}
+                          f"# Test metrics\n\ncheckpoint: `{ckpt_path}`  \nmodel: {cfg.model.name} / stage "
+                          f"{cfg.stage.name}, dataset: {cfg.dataset.name}\n\n{table}\n{_provenance_md(record, found)}")
+        report = {"metrics": values, "skipped": skipped, "checkpoint": ckpt_path, "model": cfg.model.name,
+                  "stage": cfg.stage.name, "dataset": cfg.dataset.name, "weights": record, "versions": found}
         atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(report, indent=2) + "\n")
         print(f"\ncondsynth: test metrics of {ckpt_path}")
         print(table)

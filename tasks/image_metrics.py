@@ -177,6 +177,21 @@ def lpips_network(net_type: str, backbone_path: str, heads_path: str | None = No
     return net.eval()
 
 
+def build_lpips(task: Any) -> tuple[Metric | None, str | None, dict[str, str]]:
+    """The LPIPS metric of ``task`` (``task.lpips_net``, ``task.lpips_weights``, ``task.lpips_heads``) under the one
+    rule: (metric, None, {weight files used}) with the local file, else (None, one-line reason, {}). task=test's
+    common LPIPS and each paper's own LPIPS figures (e.g. EDN's face crop) all come from here."""
+    net_type = str(task.get("lpips_net", "alex"))
+    if net_type not in LPIPS_BACKBONES:
+        raise ValueError(f"task.lpips_net={net_type} is not an LPIPS backbone; use one of {sorted(LPIPS_BACKBONES)}")
+    path, reason = weight_file(LPIPS_BACKBONES[net_type][1], task.get("lpips_weights"))
+    if path is None:
+        return None, str(reason), {}
+    heads = task.get("lpips_heads")
+    used = {"lpips": path, **({"lpips_heads": str(heads)} if heads else {})}
+    return LPIPSMetric(lpips_network(net_type, path, heads)), None, used
+
+
 class ImagesTooSmall(ValueError):
     """The test images are smaller than a metric's network can take."""
 

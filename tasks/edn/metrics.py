@@ -1,4 +1,12 @@
-"""Everybody Dance Now's own task=test figures (``model.test_metrics``), beside SSIM / LPIPS:
+"""Everybody Dance Now's own task=test figures (``model.test_metrics``):
+
+* the paper's image comparisons (Chan et al., ICCV 2019, §5, the ablation tables: Table 1 on the body / full frame, Table 2 on the
+  face), SSIM (higher is better) and LPIPS (lower is better) of the generated frame t+1 against the real one:
+  ``ssim`` and ``lpips`` are task=test's common whole-frame figures (``task.metrics``, the same implementations);
+  ``face_ssim`` and ``face_lpips`` are the same on the face crop (the dataset's ``face_box`` of frame t+1, the box
+  the face GAN refines; :func:`face_crops`). ``face_lpips`` follows task=test's one LPIPS rule
+  (``tasks.image_metrics.build_lpips``: skipped with its one-line reason without the local weight file, or when the
+  crop is smaller than the backbone takes). ``face: false`` leaves the face figures out.
 
 * ``pose_distance``: the paper's pose metric (§5.1): the same pose estimator (MediaPipe, the ``pose`` extra) runs
   on each generated frame; the mean distance in pixels between its keypoints and the input pose, over the joints
@@ -20,7 +28,12 @@ import numpy as np
 import torch
 
 from datamodules.image_grids import to_unit_range
+from networks.edn import crop_boxes
+from tasks import image_metrics
 from tasks.edn.poses import POSE_EXTRA_HINT, PoseEstimator
+
+FACE_NAMES = ("face_ssim", "face_lpips")
+SSIM_KERNEL = 11  # torchmetrics' SSIM window (Wang et al. 2004: an 11x11 Gaussian, sigma 1.5)
 
 
 def pose_distance(pred: np.ndarray, ref: np.ndarray, min_confidence: float = 0.5) -> tuple[float, int]:
@@ -38,6 +51,50 @@ def nearest_pose(query: np.ndarray, bank: np.ndarray, min_confidence: float = 0.
     return int(np.argmin(mean))
 
 
+def face_crops(images: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+    """The face crops [B, 3, s, s] of frame t+1 (``images`` [B, 3, H, W]) at ``batch["face_box"][:, 1]``: the box of
+    the frame task=test compares (paper §5, Table 2: face SSIM / LPIPS)."""
+    if "face_box" not in batch:
+        raise ValueError("EDN's face figures need batch['face_box'] (top, left, size per frame) from the datamodule; "
+                         "set model.test_metrics.face=false to leave them out")
+    return crop_boxes(images, batch["face_box"][:, 1])
+
+
+class FaceFigures:
+    """SSIM (torchmetrics, data range 1) and LPIPS (task=test's one rule) on the face crops of [0, 1] frames."""
+
+    def __init__(self, cfg: Any, device: torch.device) -> None:
+        from torchmetrics.image import StructuralSimilarityIndexMeasure
+
+        self.metrics: dict[str, Any] = {"face_ssim": StructuralSimilarityIndexMeasure(data_range=1.0).to(device)}
+        self.skipped: dict[str, str] = {}
+        self.weights: dict[str, str] = {}
+        lpips, reason, used = image_metrics.build_lpips(cfg.task)
+        if lpips is None:
+            self.skipped["face_lpips"] = str(reason)
+        else:
+            self.metrics["face_lpips"] = lpips.to(device)
+            self.weights.update({f"face_{k}": v for k, v in used.items()})
+
+    def update(self, batch: dict[str, Any], fake: torch.Tensor, real: torch.Tensor) -> None:
+        fake_face, real_face = face_crops(fake, batch), face_crops(real, batch)
+        for name, metric in list(self.metrics.items()):
+            try:
+                side = min(fake_face.shape[-2:])
+                if name == "face_ssim" and side < SSIM_KERNEL:
+                    raise image_metrics.ImagesTooSmall(f"{side} pixels, smaller than SSIM's {SSIM_KERNEL}-pixel "
+                                                       f"Gaussian window (a larger dataset.image_size)")
+                metric.update(fake_face, real_face)
+            except image_metrics.ImagesTooSmall as err:
+                self.skipped[name] = f"the face crop: {err}"
+                del self.metrics[name]
+                self.weights.pop(name, None)
+                self.weights.pop("face_lpips_heads", None)
+
+    def compute(self) -> tuple[dict[str, float], dict[str, str]]:
+        return {name: float(m.compute()) for name, m in self.metrics.items()}, dict(self.skipped)
+
+
 def _uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
@@ -45,8 +102,11 @@ def _uint8(x: torch.Tensor) -> np.ndarray:
 class EDNTestMetrics:
     """Accumulates the figures of the module docstring over the test batches."""
 
-    def __init__(self, cfg: Any, module: Any, baseline: bool = True, min_confidence: float = 0.5) -> None:
+    def __init__(self, cfg: Any, module: Any, baseline: bool = True, min_confidence: float = 0.5,
+                 face: bool = True) -> None:
         self.cfg, self.module, self.baseline = cfg, module, bool(baseline)
+        self.face = FaceFigures(cfg, next(module.parameters()).device) if face else None
+        self.weights: dict[str, str] = dict(self.face.weights) if self.face is not None else {}
         self.min_confidence = float(min_confidence)
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
@@ -97,6 +157,8 @@ class EDNTestMetrics:
         pair = to_unit_range(self.module.generate_pair(batch))
         real_pair = to_unit_range(batch["image"])
         self._figures("", pair, real_pair, batch["pose"])
+        if self.face is not None:
+            self.face.update(batch, fake, real)
         if self.estimator is not None:
             for i in range(real_pair.shape[0]):
                 self._estimate("", "_real", real_pair[i, 1], batch["pose"][i, 1])
@@ -116,4 +178,9 @@ class EDNTestMetrics:
             values["pose_distance_joints"] = float(self.counts["pose_distance"])
         if self.estimator is not None:
             self.estimator.close()
+        if self.face is not None:
+            face_values, face_skipped = self.face.compute()
+            values.update(face_values)
+            self.skipped.update(face_skipped)
+            self.weights = dict(self.face.weights)
         return values, dict(self.skipped)
