@@ -17,15 +17,25 @@ window.StudioPanels.lst = function (root, panel) {
   const fps = el("div", { id: "lst-fps", class: "latency" }, "preview: –");
   const camBtn = el("button", { id: "lst-webcam" }, "webcam");
   const contentThumb = el("img", { id: "lst-content-thumb", style: "height:64px;display:block" });
+  const hint = el("p", { id: "lst-hint", class: "hint" });
+  const waiting = S.waiting("the preview appears once there is a content and a style", { id: "lst-preview-waiting" });
+  waiting.querySelector(".spinner").hidden = true;  // it turns while the first preview is being made
+  // what to do next: a content image, then a style, then the sliders
+  function nextStep() {
+    hint.textContent = !contentFile.dataset.loaded ? "Start by choosing a content image (or the webcam), then a style image."
+      : !styles.length ? "Now choose a style image: the stylised preview appears on the right of the controls."
+        : "Move alpha (how much style) and the mixing weights; tick photo-real for photographs.";
+  }
 
   root.append(
+    hint,
     el("div", { class: "row" },
       el("div", { class: "box" }, el("h3", {}, "images"),
         el("div", {}, "content ", contentFile), contentThumb, el("div", {}, "style ", styleFile), camBtn),
       el("div", { class: "box" }, el("h3", {}, "controls"),
         el("div", {}, "alpha ", alpha, alphaText), el("div", {}, el("label", {}, photoreal, "photo-real filter")),
         el("div", {}, "size ", side), el("h3", {}, "styles (mixing weights)"), stylesBox)),
-    el("div", { class: "row" }, el("div", { class: "box" }, el("h3", {}, "preview"), preview, fps)));
+    el("div", { class: "row" }, el("div", { class: "box" }, el("h3", {}, "preview"), waiting, preview, fps)));
 
   function settings() {
     return { alpha: +alpha.value, photoreal: photoreal.checked, side: +side.value,
@@ -35,16 +45,19 @@ window.StudioPanels.lst = function (root, panel) {
     if (!styles.length || !contentFile.dataset.loaded) return;
     if (busy) { dirty = true; return; }
     busy = true;
+    if (!preview.src) waiting.querySelector(".spinner").hidden = false;
     try {
       const t0 = performance.now();
       const data = await S.request("POST", api("/preview"), settings());
       preview.src = data.image;
+      waiting.hidden = true;
       preview.dataset.version = String((+preview.dataset.version || 0) + 1);
       const ms = performance.now() - t0;
       fps.textContent = `preview ${data.width}x${data.height}: ${ms.toFixed(0)} ms round trip, ` +
         `${data.frame_ms.toFixed(0)} ms per frame (${(1000 / data.frame_ms).toFixed(1)} fps)`;
     } finally {
       busy = false;
+      waiting.querySelector(".spinner").hidden = true;
       if (dirty) { dirty = false; refresh(); }
     }
   }
@@ -66,11 +79,13 @@ window.StudioPanels.lst = function (root, panel) {
     const seq = ++issued;
     const summary = await S.request("POST", api(path), form);
     if (seq > applied) { applied = seq; showStyles(summary); }  // else a newer reply already showed newer state
+    nextStep();
   }
   contentFile.addEventListener("change", async () => {
     if (!contentFile.files.length) return;
     await send("/content", contentFile.files[0]);
     contentFile.dataset.loaded = "1";
+    nextStep();
     refresh();
   });
   styleFile.addEventListener("change", async () => {
@@ -109,4 +124,5 @@ window.StudioPanels.lst = function (root, panel) {
       fps.textContent = `webcam ${data.width}x${data.height}: ${data.frame_ms.toFixed(0)} ms per frame`;
     }
   });
+  nextStep();
 };

@@ -24,6 +24,17 @@ window.StudioPanels.pix2pixhd = function (root, panel) {
   const canvas = el("canvas", { id: "p2p-label-canvas", class: "map", width: 64, height: 64 });
   const out = el("img", { id: "p2p-image", class: "out", alt: "generated image" });
   const latency = el("div", { id: "p2p-latency", class: "latency" }, "edit → image: –");
+  const HINTS = {
+    start: "Paint on the label map with the brush (pick a class first); the select tool picks an object to restyle.",
+    empty: "Start by uploading a label PNG (class ids, optionally an instance PNG and a photo): no dataset scenes.",
+  };
+  const hint = el("p", { id: "p2p-hint", class: "hint" }, info.num_scenes ? HINTS.start : HINTS.empty);
+  const firstText = info.num_scenes ? "generating scene 0…" : "upload a label PNG";
+  const outWait = S.waiting(firstText, { id: "p2p-image-waiting" });
+  const mapWait = S.waiting(info.num_scenes ? "loading scene 0…" : "no scene yet", { id: "p2p-label-waiting" });
+  if (!info.num_scenes) { outWait.querySelector(".spinner").remove(); mapWait.querySelector(".spinner").remove(); }
+  canvas.hidden = true;
+  out.addEventListener("error", () => S.error("the generated image could not be shown: open the scene again"));
   const undoBtn = el("button", { id: "p2p-undo", onclick: () => edit("/undo", undefined, true) }, "undo");
   const redoBtn = el("button", { id: "p2p-redo", onclick: () => edit("/redo", undefined, true) }, "redo");
   const downloads = el("span", {},
@@ -32,6 +43,7 @@ window.StudioPanels.pix2pixhd = function (root, panel) {
   const instBox = el("div", { id: "p2p-instance", class: "box" }, el("h3", {}, "instance"), "click the map with the select tool");
 
   root.append(
+    hint,
     el("div", { class: "row" },
       el("div", { class: "box" }, el("h3", {}, "scene"), sceneSelect,
         el("button", { id: "p2p-scene-open", onclick: () => open() }, "open"),
@@ -41,8 +53,8 @@ window.StudioPanels.pix2pixhd = function (root, panel) {
       el("div", { class: "box" }, el("h3", {}, "tools"), ...tools, el("div", {}, "class ", classSelect, swatch,
         " radius ", radius), el("div", {}, undoBtn, redoBtn, " download: ", downloads))),
     el("div", { class: "row" },
-      el("div", { class: "box" }, el("h3", {}, "label map"), canvas),
-      el("div", { class: "box" }, el("h3", {}, "generated"), out, latency),
+      el("div", { class: "box" }, el("h3", {}, "label map"), mapWait, canvas),
+      el("div", { class: "box" }, el("h3", {}, "generated"), outWait, out, latency),
       instBox));
   paintSwatch();
 
@@ -52,6 +64,7 @@ window.StudioPanels.pix2pixhd = function (root, panel) {
     const img = new Image();
     img.onload = () => {
       canvas.width = scene.width; canvas.height = scene.height;
+      canvas.hidden = false; mapWait.hidden = true;
       const ctx = canvas.getContext("2d");
       ctx.imageSmoothingEnabled = false;
       ctx.drawImage(img, 0, 0);
@@ -66,6 +79,8 @@ window.StudioPanels.pix2pixhd = function (root, panel) {
   function show(data, t0) {
     scene = data;
     out.src = data.image;
+    outWait.hidden = true;
+    hint.textContent = HINTS.start;
     undoBtn.disabled = !data.can_undo; redoBtn.disabled = !data.can_redo;
     const ms = performance.now() - t0;
     latency.textContent = `edit → image: ${ms.toFixed(0)} ms (generation ${data.generate_ms.toFixed(0)} ms)`;
@@ -152,4 +167,13 @@ window.StudioPanels.pix2pixhd = function (root, panel) {
                                         new_instance: tool === "instance" });
     if (tool === "instance" && data.instance !== null) await reselect(points[0]);
   });
+
+  // opens ready: the session's scene (on its first visit, the server opens scene 0) with its generated image
+  if (info.num_scenes) {
+    const t0 = performance.now();
+    S.request("GET", api("/state")).then((data) => {
+      show(data, t0);
+      if (/^scene\d+$/.test(data.name)) sceneSelect.value = String(+data.name.slice(5));
+    }).catch(() => { outWait.replaceChildren("no image: see the message above"); mapWait.replaceChildren(""); });
+  }
 };

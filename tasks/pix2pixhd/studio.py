@@ -292,7 +292,13 @@ class Pix2PixHDPanel(Panel):
                 **(extra or {})}
 
     def current(self, st: Scene) -> dict[str, Any]:
-        self._require(st)
+        """The open scene; a session that has none yet (the page's first visit) gets scene 0 opened, so that the
+        page starts with a label map and its generated image. Without dataset scenes: 409, upload a label map."""
+        if st.label is None and self.num_scenes > 0:
+            return self.open_scene(st, 0)
+        if st.label is None:
+            raise conflict("no scene is open and the dataset has no scenes"
+                           + (f" ({self.scene_error})" if self.scene_error else "") + ": upload a label map")
         return self.render(st)
 
     # ------------------------------------------------------------------------------------------- edits

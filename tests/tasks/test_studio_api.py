@@ -190,6 +190,24 @@ def test_edits_need_a_scene(client: TestClient) -> None:
         assert res.status_code == 409 and "no scene is open" in res.json()["error"]
 
 
+def test_first_visit_opens_scene_zero(client: TestClient, studio, monkeypatch) -> None:
+    """GET /state on a session's first visit opens scene 0 (the page starts with a label map and its image); later
+    it returns the session's scene as edited; with no dataset scenes it is a 409 saying to upload a label map."""
+    first = client.get(f"{P2P}/state")
+    assert first.status_code == 200 and first.json()["name"] == "scene000"
+    assert pixels(first.json()["image"]).shape == (PIX2PIXHD_SIZE, PIX2PIXHD_SIZE, 3)
+    np.testing.assert_array_equal(id_map(client, "label"), studio.panels["pix2pixhd"].scenes[0]["label"][0].numpy())
+    client.post(f"{P2P}/paint", json={"class_id": 5, "points": [[5, 5]], "radius": 3})
+    again = client.get(f"{P2P}/state").json()
+    assert again["can_undo"] and (id_map(client, "label")[5, 5] == 5)  # the edit is kept, scene 0 not reopened
+    monkeypatch.setattr(studio.panels["pix2pixhd"], "num_scenes", 0)
+    other = studio_client(studio)
+    res = other.get(f"{P2P}/state")
+    assert res.status_code == 409 and res.json()["error"].endswith("upload a label map")
+    assert "\n" not in res.json()["error"]
+    assert client.get(f"{P2P}/state").json()["can_undo"]  # an open scene is still served
+
+
 def test_upload_bad_labels(client: TestClient) -> None:
     res = client.post(f"{P2P}/upload", files={"label": ("l.png", png(np.full((16, 16), 9, np.uint8)), "image/png")})
     assert res.status_code == 400 and "id 9 outside [0, label_nc=8)" in res.json()["error"]

@@ -118,14 +118,39 @@ def test_studio_in_chromium(server: tuple[str, str], tmp_path: Path) -> None:
     print(f"\nstudio screenshots: {ARTIFACTS}")
 
 
+def _visible(page, selector: str) -> bool:
+    return page.locator(selector).is_visible()
+
+
 def _drive(page, url: str, tokened: str, tmp_path: Path) -> None:
+    # first visit: the scene's first image is held back a moment to see the page while the model works
+    held: list = []
+    page.route("**/api/pix2pixhd/state", lambda route: held.append(route))
     page.goto(tokened)  # sets the token cookie and redirects to /, the token out of the address bar
     assert page.url == f"{url}/"
     page.wait_for_selector("body[data-ready='1']", timeout=20000)
+    page.wait_for_function("() => document.querySelector('#panel-pix2pixhd.active')", timeout=20000)
+    deadline = time.monotonic() + 20
+    while not held:
+        assert time.monotonic() < deadline, "the page did not ask for its first scene"
+        page.wait_for_timeout(50)
+    assert _visible(page, "#p2p-image-waiting .spinner") and _visible(page, "#busy")  # working, it shows
+    assert not _visible(page, "#p2p-image")  # no broken-image icon while there is no image
+    assert "label map with the brush" in page.inner_text("#p2p-hint") and _visible(page, "#p2p-hint")
+    page.screenshot(path=str(ARTIFACTS / "first_visit_loading.png"), full_page=True)
+    held[0].continue_()
+    page.unroute("**/api/pix2pixhd/state")
 
-    # open a test scene
-    page.click("#p2p-scene-open")
+    # ... then scene 0 is open, with its generated image (no click on "open")
     before = _pixels(_wait_version(page, "#p2p-image", 1))
+    page.wait_for_function("() => document.querySelector('#p2p-image').complete", timeout=20000)
+    natural = page.evaluate("() => { const i = document.querySelector('#p2p-image'); "
+                            "return [i.naturalWidth, i.naturalHeight]; }")
+    assert natural[0] > 0 and natural[1] > 0, natural
+    assert _visible(page, "#p2p-image") and _visible(page, "#p2p-label-canvas")
+    assert not _visible(page, "#p2p-image-waiting") and not _visible(page, "#busy")
+    assert page.input_value("#p2p-scene") == "0" and not _visible(page, "#message")
+    page.screenshot(path=str(ARTIFACTS / "first_visit.png"), full_page=True)
     label0 = _id_map(page, f"{url}/api/pix2pixhd/download/label.png")
     inst0 = _id_map(page, f"{url}/api/pix2pixhd/download/inst.png")
 
@@ -178,8 +203,24 @@ def _drive(page, url: str, tokened: str, tmp_path: Path) -> None:
     undone = _pixels(_wait_version(page, "#p2p-image", 5))
     np.testing.assert_array_equal(undone, cluster0)
 
+    # an error from the server: its one-line message in the page
+    colour = tmp_path / "colour_label.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(colour)
+    page.set_input_files("#p2p-label-file", str(colour))
+    page.click("#p2p-upload")
+    page.wait_for_selector("#message:not([hidden])", timeout=20000)
+    message = page.inner_text("#message-text")
+    assert message.startswith("error 400: ") and "single-channel PNG" in message and "\n" not in message, message
+    box = page.locator("#message-text").bounding_box()
+    assert box["height"] < 40, box  # one line
+    page.screenshot(path=str(ARTIFACTS / "error.png"), full_page=True)
+    page.click("#message-close")
+    assert not _visible(page, "#message")
+
     # LST: a content and a style, then move the alpha slider
     page.click("#tab-lst")
+    assert _visible(page, "#lst-hint") and page.inner_text("#lst-hint").startswith("Start by choosing a content")
+    assert not _visible(page, "#lst-preview")  # no broken-image icon before the first preview
     page.set_input_files("#lst-content-file", _png_file(tmp_path / "content.png", 1))
     page.set_input_files("#lst-style-file", _png_file(tmp_path / "style.png", 2))
     full = _pixels(_wait_version(page, "#lst-preview", 1))
@@ -288,8 +329,7 @@ def test_pages_of_other_origins_are_refused(ckpts: dict[str, str], tmp_path: Pat
             page = context.new_page()
             page.goto(printed_url(studio, srv.url))
             page.wait_for_selector("body[data-ready='1']", timeout=20000)
-            page.click("#p2p-scene-open")
-            _wait_version(page, "#p2p-image", 1)
+            _wait_version(page, "#p2p-image", 1)  # scene 0, opened on the first visit
             label0 = _id_map(page, f"{srv.url}/api/pix2pixhd/download/label.png")
             state0 = page.request.get(f"{srv.url}/api/pix2pixhd/state").json()
             origins = (f"http://localhost:{port}", f"http://127.0.0.1:{port}")

@@ -3,11 +3,30 @@
 "use strict";
 window.StudioPanels = window.StudioPanels || {};
 
+let inFlight = 0;  // requests waiting for the server: the header's spinner turns while there are any
+
 window.Studio = {
   status(text, isError) {
     const el = document.getElementById("status");
-    el.textContent = text;
-    el.className = isError ? "error" : "";
+    el.textContent = isError ? "" : text;
+    el.className = "";
+    if (isError) Studio.error(text);
+  },
+  // an error's one-line message, in the page (under the header) until dismissed or the next request succeeds
+  error(text) {
+    const box = document.getElementById("message");
+    const line = String(text).replace(/\s+/g, " ").trim();
+    document.getElementById("message-text").textContent = line;
+    box.title = line;
+    box.hidden = !line;
+  },
+  busy(delta) {
+    inFlight = Math.max(0, inFlight + delta);
+    document.getElementById("busy").hidden = inFlight === 0;
+  },
+  // a placeholder with a spinner (an output whose first image is still being made); hide it when the image comes
+  waiting(text, attrs) {
+    return Studio.el("div", { class: "waiting", ...(attrs || {}) }, Studio.el("span", { class: "spinner" }), text);
   },
   // JSON (or FormData) request; resolves to the JSON answer, shows the server's message on an error status.
   // Same-origin: the browser sends the token cookie that the page's first load (/?token=...) set.
@@ -15,14 +34,26 @@ window.Studio = {
     const opts = { method, credentials: "same-origin" };
     if (body instanceof FormData) opts.body = body;
     else if (body !== undefined) { opts.body = JSON.stringify(body); opts.headers = { "Content-Type": "application/json" }; }
-    const res = await fetch(url, opts);
-    const data = await res.json().catch(() => ({}));
+    Studio.busy(+1);
+    let res, data;
+    try {
+      res = await fetch(url, opts);
+      data = await res.json().catch(() => ({}));
+    } catch (e) {
+      Studio.error(`the studio server did not answer (${e.message}): is it still running?`);
+      throw e;
+    } finally {
+      Studio.busy(-1);
+    }
     if (!res.ok) {
       const msg = data.error || (data.detail && JSON.stringify(data.detail)) || res.statusText;
-      Studio.status(`error ${res.status}: ${msg}`, true);
-      throw new Error(msg);
+      Studio.error(`error ${res.status}: ${msg}`);
+      const err = new Error(msg);
+      err.shown = true;
+      throw err;
     }
     Studio.status("");
+    Studio.error("");
     return data;
   },
   el(tag, attrs, ...children) {
@@ -46,8 +77,11 @@ window.Studio = {
 };
 
 async function start() {
-  const panels = await Studio.request("GET", "/api/panels");
+  Studio.busy(+1);
+  let panels;
+  try { panels = await Studio.request("GET", "/api/panels"); } finally { Studio.busy(-1); }
   const tabs = document.getElementById("tabs"), main = document.getElementById("panels");
+  document.getElementById("loading").remove();
   const sections = [];
   for (const p of panels) {
     await Studio.loadScript(p.script);
@@ -62,7 +96,15 @@ async function start() {
     if (window.StudioPanels[p.model]) window.StudioPanels[p.model](section, p);
     else section.textContent = `no page script for ${p.model}`;
   }
+  if (!panels.length) main.append(Studio.el("p", { class: "hint" }, "no model is loaded: start the studio with "
+    + "task.ckpt_path=<checkpoint>, or POST its path to /api/models"));
   if (sections.length) sections[0][1].click();
   document.body.dataset.ready = "1";
 }
-start().catch((e) => Studio.status(`could not start: ${e.message}`, true));
+document.getElementById("message-close").addEventListener("click", () => Studio.error(""));
+// a failed request already shows its message; anything else a panel's handler throws shows here too
+window.addEventListener("unhandledrejection", (ev) => {
+  if (!(ev.reason && ev.reason.shown)) Studio.error(`error: ${ev.reason && ev.reason.message || ev.reason}`);
+  ev.preventDefault();
+});
+start().catch((e) => Studio.error(`could not start: ${e.message}`));
