@@ -127,8 +127,9 @@ def import_official(cfg: DictConfig) -> str:
                          f"models with one: {list(cfg.task.models)}") from err
     files = converter.expand_files([str(f) for f in cfg.task.files], cfg.task)
     states = read_official_files(files)
-    options = {k: v for k, v in OmegaConf.to_container(cfg.task.get("options") or {}, resolve=True).items()
-               if v is not None}
+    given = cfg.task.get("options")
+    given = OmegaConf.to_container(given, resolve=True) if OmegaConf.is_config(given) else dict(given or {})
+    options = {k: v for k, v in given.items() if v is not None}
     plan: ImportPlan = converter.plan(states, options, cfg.task)
 
     run_cfg = configure(cfg, plan.stage, plan.overrides)
