@@ -327,7 +327,7 @@ def test_disk_full_during_a_checkpoint_save_is_one_line_naming_the_folder(tmp_pa
     import builtins
     import errno
 
-    from datamodules import files
+    from datamodules import atomic_writes
     from tasks.cli import USER_ERRORS
 
     path = str(tmp_path / "last.ckpt")
@@ -355,9 +355,9 @@ def test_disk_full_during_a_checkpoint_save_is_one_line_naming_the_folder(tmp_pa
             self.f.close()
 
     real_open = builtins.open
-    monkeypatch.setattr(files, "open", lambda p, mode="r", *a, **k: FullDisk(real_open(p, mode, *a, **k))
+    monkeypatch.setattr(atomic_writes, "open", lambda p, mode="r", *a, **k: FullDisk(real_open(p, mode, *a, **k))
                         if "w" in mode else real_open(p, mode, *a, **k), raising=False)
-    with pytest.raises(files.DiskFullError) as err:
+    with pytest.raises(atomic_writes.DiskFullError) as err:
         atomic_torch_save({"global_step": 2, "weights": torch.zeros(256, 1024)}, path)
     monkeypatch.undo()
     message = str(err.value)
