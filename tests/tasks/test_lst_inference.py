@@ -574,7 +574,9 @@ def test_task_test_scores_lst_checkpoints_with_the_module_metrics(lst_ckpt, tmp_
 
     cfg = lst_config(tmp_path / "t", "task=test", "stage=transform", f"task.ckpt_path={lst_ckpt}", "logger=none")
     values = run_test(cfg)
-    assert set(values) == {"loss", "style", "content"}
+    # the test_step's terms, then the paper's protocol (tasks/lst/metrics.py): raw content/style distances, frames/s
+    assert set(values) == {"loss", "style", "content", "content_loss", "style_loss", "fps_256", "fps_512"}
+    assert values["content_loss"] > 0 and values["style_loss"] > 0 and values["fps_256"] > 0 and values["fps_512"] > 0
     assert values["loss"] == pytest.approx(values["style"] + values["content"], rel=1e-4)
     assert values["style"] > 0 and values["content"] > 0
     report = json.loads((tmp_path / "t" / "metrics.json").read_text())
